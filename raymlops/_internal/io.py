@@ -1,0 +1,70 @@
+"""Reading and writing tables with Ray Data, atomically where it matters."""
+
+from __future__ import annotations
+
+import glob
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from raymlops.errors import DataError
+
+if TYPE_CHECKING:
+    import ray.data
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
+
+
+def resolve_files(pattern: str, *, key: str) -> list[str]:
+    """Expand a path, directory or glob into the table files it names, sorted."""
+    path = Path(pattern)
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*") if p.is_file() and _is_table(p.name))
+    elif any(ch in pattern for ch in "*?["):
+        files = sorted(p for p in glob.glob(pattern, recursive=True) if _is_table(p))
+    else:
+        files = [str(path)] if path.is_file() else []
+    if not files:
+        raise DataError(
+            f"{key}: no CSV or Parquet file matches {pattern!r}; check the path "
+            "(relative paths are taken from the current directory, {workdir} is expanded)"
+        )
+    kinds = {_kind(f) for f in files}
+    if len(kinds) > 1:
+        raise DataError(f"{key}: {pattern!r} mixes CSV and Parquet files; point it at one kind")
+    return files
+
+
+def _is_table(name: str) -> bool:
+    return name.lower().endswith(TABLE_SUFFIXES)
+
+
+def _kind(name: str) -> str:
+    return "parquet" if name.lower().endswith((".parquet", ".pq")) else "csv"
+
+
+def read_table(files: list[str]) -> ray.data.Dataset:
+    import ray.data
+
+    if _kind(files[0]) == "parquet":
+        return ray.data.read_parquet(files)
+    return ray.data.read_csv(files)
+
+
+def write_parquet_atomic(ds: ray.data.Dataset, target: Path) -> Path:
+    """Write ``ds`` as a Parquet folder that appears only once it is complete."""
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds.write_parquet(str(tmp))
+    tmp.mkdir(parents=True, exist_ok=True)  # an empty dataset writes no file
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.replace(target)
+    return target
+
+
+def read_parquet_dir(path: Path) -> ray.data.Dataset:
+    import ray.data
+
+    if not path.is_dir():
+        raise DataError(f"{path} is missing; rerun the stage that writes it")
+    return ray.data.read_parquet(str(path))

@@ -1,0 +1,129 @@
+"""Ingest: read the configured source with Ray Data, protect PII, snapshot and version it.
+
+The snapshot is the run's own copy of its input (Parquet), so a resumed run or a
+retrain reads exactly what the first attempt read. Its digest is independent of row
+order and of how the rows are split across files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pydantic import BaseModel
+
+from raymlops._internal.io import read_parquet_dir, read_table, resolve_files, write_parquet_atomic
+from raymlops.config import DataConfig
+from raymlops.data.privacy import PiiTransform
+from raymlops.errors import ConfigError, DataError
+
+
+class IngestResult(BaseModel):
+    source_files: list[str]
+    snapshot: str
+    rows: int
+    digest: str
+    schema_: dict[str, str]
+    numeric: list[str]
+    categorical: list[str]
+
+
+def source_fingerprint(files: list[str]) -> list[tuple[str, int, float]]:
+    """What identifies the source files cheaply (path, size, mtime): part of the input digest."""
+    return [(f, Path(f).stat().st_size, Path(f).stat().st_mtime) for f in files]
+
+
+def _row_hash_partials(batch: pd.DataFrame) -> pd.DataFrame:
+    frame = batch[sorted(batch.columns)]
+    normalized = frame.apply(
+        lambda s: s.astype("float64") if pd.api.types.is_numeric_dtype(s) else s.astype(str)
+    )
+    hashes = pd.util.hash_pandas_object(normalized, index=False).to_numpy(dtype=np.uint64)
+    mixed = hashes * np.uint64(0x9E3779B97F4A7C15)
+    return pd.DataFrame(
+        {
+            "rows": [len(frame)],
+            "sum": [int(hashes.sum(dtype=np.uint64))],
+            "mixed": [int(mixed.sum(dtype=np.uint64))],
+        }
+    )
+
+
+def dataset_digest(path: Path) -> tuple[str, int]:
+    """An order- and split-independent content digest of a Parquet folder, and its row count.
+
+    Each row is hashed (numbers normalized to float64), and the hashes are summed modulo
+    2**64 twice with different mixing; the schema and the row count are part of the digest.
+    """
+    ds = read_parquet_dir(path)
+    parts = ds.map_batches(_row_hash_partials, batch_format="pandas").to_pandas()
+    rows = int(parts["rows"].sum()) if len(parts) else 0
+    total = int(parts["sum"].map(int).sum()) % 2**64 if len(parts) else 0
+    mixed = int(parts["mixed"].map(int).sum()) % 2**64 if len(parts) else 0
+    schema = sorted(ds.schema().names) if rows else []
+    payload = json.dumps({"columns": schema, "rows": rows, "sum": total, "mixed": mixed})
+    return "sha256:" + hashlib.sha256(payload.encode()).hexdigest(), rows
+
+
+def infer_feature_types(schema: dict[str, str], data: DataConfig) -> tuple[list[str], list[str]]:
+    """Numeric and categorical feature columns: declared ones win, the rest are inferred."""
+    excluded = {data.target, data.id_column} | {c for c, a in data.pii.items() if a != "generalize"}
+    declared = set(data.numeric or []) | set(data.categorical or [])
+    for key, cols in (("data.numeric", data.numeric), ("data.categorical", data.categorical),
+                      ("data.sensitive", data.sensitive)):
+        missing = [c for c in cols or [] if c not in schema]
+        if missing:
+            raise ConfigError(f"{key}: column(s) {missing} are not in the data; "
+                              f"columns are {sorted(schema)}")
+    numeric = list(data.numeric or [])
+    categorical = list(data.categorical or [])
+    for column, arrow_type in schema.items():
+        if column in excluded or column in declared:
+            continue
+        if data.numeric is not None and data.categorical is not None:
+            continue  # both declared: the declaration is the whole feature list
+        is_number = arrow_type in {"double", "float", "int64", "int32", "int16", "int8",
+                                   "uint8", "uint16", "uint32", "uint64", "halffloat"}
+        if is_number and data.numeric is None:
+            numeric.append(column)
+        elif not is_number and data.categorical is None:
+            categorical.append(column)
+    return numeric, categorical
+
+
+def ingest(data: DataConfig, *, files: list[str], run_dir: Path, pii_key: bytes) -> IngestResult:
+    ds = read_table(files)
+    try:
+        schema = ds.schema()
+    except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        raise DataError(f"data.source: cannot read {files[0]}: {exc}") from None
+    if schema is None:
+        raise DataError(f"data.source: {files} holds no rows")
+    names = list(schema.names)
+    for key, column in (("data.target", data.target), ("data.id_column", data.id_column)):
+        if column is not None and column not in names:
+            raise DataError(f"{key}: column {column!r} is not in the data; columns are {names}")
+    for column in data.pii:
+        if column not in names:
+            raise ConfigError(f"data.pii.{column}: no such column; columns are {names}")
+    if data.pii:
+        ds = ds.map_batches(PiiTransform(data.pii, pii_key), batch_format="pandas")
+    snapshot = write_parquet_atomic(ds, run_dir / "data" / "snapshot")
+    digest, rows = dataset_digest(snapshot)
+    if rows == 0:
+        raise DataError(f"data.source: {files} holds no rows")
+    out_schema = read_parquet_dir(snapshot).schema()
+    types: dict[str, str] = {n: str(t) for n, t in zip(out_schema.names, out_schema.types,
+                                                        strict=True)}
+    numeric, categorical = infer_feature_types(types, data)
+    return IngestResult(source_files=files, snapshot=str(snapshot), rows=rows, digest=digest,
+                        schema_=types, numeric=numeric, categorical=categorical)
+
+
+def describe(result: IngestResult) -> dict[str, Any]:
+    return {"rows": result.rows, "digest": result.digest, "files": len(result.source_files)}

@@ -1,0 +1,212 @@
+"""The lineage store: runs, finished stages (for resuming) and lineage events.
+
+One SQLAlchemy schema, so the embedded SQLite file and a team PostgreSQL server run
+the same code with another URL. Events are append-only; a stage record is written
+once per (run, stage) when the stage finishes, after its outputs exist.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from raymlops.errors import RetryableError
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class RunRow(_Base):
+    __tablename__ = "raymlops_runs"
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class StageRow(_Base):
+    __tablename__ = "raymlops_stages"
+    __table_args__ = (UniqueConstraint("run_id", "stage", name="uq_stage_per_run"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    stage: Mapped[str] = mapped_column(String(64))
+    input_digest: Mapped[str] = mapped_column(String(64))
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    duration_s: Mapped[float] = mapped_column(Float)
+
+
+class EventRow(_Base):
+    __tablename__ = "raymlops_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    stage: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    model_name: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    dataset_digest: Mapped[str | None] = mapped_column(String(80), index=True, nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    run_id: str
+    stage: str
+    input_digest: str
+    outputs: dict[str, Any]
+    duration_s: float
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class LineageEvent:
+    id: int
+    ts: datetime
+    run_id: str
+    stage: str
+    kind: str
+    model_name: str | None
+    model_version: str | None
+    dataset_digest: str | None
+    payload: dict[str, Any]
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+
+class LineageStore:
+    """Lineage and resume records behind one SQLAlchemy URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url, future=True, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            _sqlite_pragmas(self.engine)
+        try:
+            _Base.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise RetryableError(
+                f"cannot reach the lineage store at {self.engine.url!r}: {reason}; "
+                "check lineage.url and that the database server is running"
+            ) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- runs -------------------------------------------------------------------------
+    def start_run(self, run_id: str, project: str, config: dict[str, Any]) -> bool:
+        """Record a run; returns False when the run already existed (a resume)."""
+        with Session(self.engine) as s, s.begin():
+            row = s.get(RunRow, run_id)
+            if row is not None:
+                row.status, row.error, row.finished_at = "running", None, None
+                return False
+            s.add(RunRow(run_id=run_id, project=project, status="running", config=config,
+                         created_at=utcnow()))
+            return True
+
+    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        with Session(self.engine) as s, s.begin():
+            row = s.get(RunRow, run_id)
+            if row is not None:
+                row.status, row.error, row.finished_at = status, error, utcnow()
+
+    def run_config(self, run_id: str) -> dict[str, Any] | None:
+        with Session(self.engine) as s:
+            row = s.get(RunRow, run_id)
+            return dict(row.config) if row is not None else None
+
+    # -- stages -----------------------------------------------------------------------
+    def get_stage(self, run_id: str, stage: str) -> StageRecord | None:
+        with Session(self.engine) as s:
+            row = s.scalars(
+                select(StageRow).where(StageRow.run_id == run_id, StageRow.stage == stage)
+            ).first()
+            if row is None:
+                return None
+            return StageRecord(row.run_id, row.stage, row.input_digest, dict(row.outputs),
+                               row.duration_s, row.finished_at)
+
+    def record_stage(self, run_id: str, stage: str, input_digest: str, outputs: dict[str, Any],
+                     started_at: datetime, duration_s: float) -> None:
+        with Session(self.engine) as s, s.begin():
+            row = s.scalars(
+                select(StageRow).where(StageRow.run_id == run_id, StageRow.stage == stage)
+            ).first()
+            if row is None:
+                row = StageRow(run_id=run_id, stage=stage)
+                s.add(row)
+            row.input_digest, row.outputs = input_digest, outputs
+            row.started_at, row.finished_at, row.duration_s = started_at, utcnow(), duration_s
+
+    # -- events -----------------------------------------------------------------------
+    def add_event(self, run_id: str, stage: str, kind: str, payload: dict[str, Any], *,
+                  model_name: str | None = None, model_version: str | None = None,
+                  dataset_digest: str | None = None) -> None:
+        clean = json.loads(json.dumps(payload, default=str))
+        with Session(self.engine) as s, s.begin():
+            s.add(EventRow(ts=utcnow(), run_id=run_id, stage=stage, kind=kind,
+                           model_name=model_name, model_version=model_version,
+                           dataset_digest=dataset_digest, payload=clean))
+
+    def events(self, *, run_id: str | None = None, model_name: str | None = None,
+               kind: str | None = None) -> list[LineageEvent]:
+        query = select(EventRow).order_by(EventRow.id)
+        if run_id is not None:
+            query = query.where(EventRow.run_id == run_id)
+        if model_name is not None:
+            query = query.where(EventRow.model_name == model_name)
+        if kind is not None:
+            query = query.where(EventRow.kind == kind)
+        with Session(self.engine) as s:
+            return [
+                LineageEvent(r.id, r.ts, r.run_id, r.stage, r.kind, r.model_name,
+                             r.model_version, r.dataset_digest, dict(r.payload))
+                for r in s.scalars(query)
+            ]
+
+    def run_for_model_version(self, model_name: str, version: str) -> str | None:
+        """The run that registered ``model_name`` version ``version``."""
+        with Session(self.engine) as s:
+            row = s.scalars(
+                select(EventRow).where(EventRow.kind == "model_registered",
+                                       EventRow.model_name == model_name,
+                                       EventRow.model_version == str(version))
+                .order_by(EventRow.id.desc())
+            ).first()
+            return row.run_id if row is not None else None

@@ -1,0 +1,338 @@
+"""The driver: runs the stages in order, records each one, resumes where a run stopped.
+
+Only this module knows the order. Each stage is a function with typed inputs and a
+typed (pydantic) output. A finished stage is recorded in the lineage store with the
+digest of its inputs; a rerun with the same run id skips a stage whose record exists,
+whose input digest matches and whose output files are still there. Stages whose
+effect lives outside our store and does not survive the cluster (serving, replayed
+traffic) run again, idempotently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from raymlops.config import PipelineConfig, config_snapshot
+from raymlops.errors import GateRejectedError, RaymlopsError
+from raymlops.lineage.store import LineageStore
+from raymlops.workspace import Workspace, new_run_id
+
+log = logging.getLogger("raymlops.pipeline")
+
+T = TypeVar("T", bound=BaseModel)
+
+#: Ray token authentication is on by default for clusters started by ``ray.init()``;
+#: processes that attach later need the same mode, so the driver always sets it.
+DEFAULT_RAY_AUTH_MODE = "token"
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    status: str
+    model_name: str | None = None
+    model_version: str | None = None
+    metrics: dict[str, float] = {}
+    gate: dict[str, Any] = {}
+    endpoint: str | None = None
+    reports: dict[str, str] = {}
+    mlflow_ui: str = ""
+    drift: dict[str, Any] = {}
+    replay: dict[str, Any] = {}
+    stages: dict[str, dict[str, Any]] = {}
+    summary_path: str = ""
+
+
+@dataclass
+class _StageLog:
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _digest(value: Any) -> str:
+    blob = json.dumps(value, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _paths_exist(outputs: dict[str, Any]) -> bool:
+    """Every absolute local path named in a stage's outputs still exists."""
+    for value in outputs.values():
+        if isinstance(value, str) and value.startswith("/") and not Path(value).exists():
+            return False
+    return True
+
+
+def set_ray_auth_mode() -> None:
+    """Make ``RAY_AUTH_MODE`` explicit. Ray reads it when imported, so this only sets it
+    while Ray is not imported yet; otherwise the mode Ray already read stays in force."""
+    import sys
+
+    if "RAY_AUTH_MODE" not in os.environ and "ray" not in sys.modules:
+        os.environ["RAY_AUTH_MODE"] = DEFAULT_RAY_AUTH_MODE
+
+
+def init_ray(address: str | None) -> bool:
+    """Start or join Ray; returns True when this call started it (and so should stop it)."""
+    import sys
+
+    set_ray_auth_mode()
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return False
+    import ray
+
+    ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+             log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)
+    _quiet_ray()
+    return True
+
+
+def _quiet_ray() -> None:
+    import sys
+
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = sys.stderr.isatty() and not os.environ.get("CI")
+    for name in ("ray.data", "ray.train", "ray.tune", "ray.serve"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class Pipeline:
+    """One run of the whole loop for one config: ``Pipeline(config).run()``."""
+
+    def __init__(self, config: PipelineConfig, *, workdir: str | Path | None = None,
+                 run_id: str | None = None, address: str | None = None,
+                 shutdown_ray: bool = True) -> None:
+        self.config = config
+        self.shutdown_ray = shutdown_ray
+        self.workspace = Workspace.at(workdir)
+        self.run_id = run_id or new_run_id()
+        self.address = address
+        self.run_dir = self.workspace.run_dir(self.run_id)
+        self._store: LineageStore | None = None
+        self._log = _StageLog()
+
+    @property
+    def store(self) -> LineageStore:
+        if self._store is None:
+            self._store = LineageStore(self.config.lineage.url or self.workspace.lineage_url)
+        return self._store
+
+    # -- the stage mechanism -------------------------------------------------------------
+    def _stage(self, name: str, output: type[T], inputs: Any, fn: Callable[[], T], *,
+               always: bool = False) -> T:
+        digest = _digest({"stage": name, "config": config_snapshot(self.config),
+                          "inputs": inputs})
+        record = self.store.get_stage(self.run_id, name)
+        if (record is not None and not always and record.input_digest == digest
+                and _paths_exist(record.outputs)):
+            log.info("stage %-9s skipped: finished in an earlier attempt of run %s (%.1fs)",
+                     name, self.run_id, record.duration_s)
+            self._log.entries[name] = {"status": "reused", "seconds": record.duration_s}
+            return output.model_validate(record.outputs)
+        started = datetime.now(UTC)
+        clock = time.perf_counter()
+        log.info("stage %-9s started", name)
+        try:
+            result = fn()
+        except Exception as exc:
+            seconds = time.perf_counter() - clock
+            self._log.entries[name] = {"status": "failed", "seconds": round(seconds, 2)}
+            self.store.add_event(self.run_id, name, "stage_failed",
+                                 {"error": f"{type(exc).__name__}: {exc}"[:2000],
+                                  "seconds": seconds})
+            log.error("stage %-9s failed after %.1fs: %s", name, seconds, exc)
+            raise
+        seconds = time.perf_counter() - clock
+        self.store.record_stage(self.run_id, name, digest, result.model_dump(mode="json"),
+                                started, seconds)
+        self._log.entries[name] = {"status": "ran", "seconds": round(seconds, 2)}
+        log.info("stage %-9s finished in %.1fs", name, seconds)
+        return result
+
+    def _event(self, stage: str, kind: str, payload: dict[str, Any], **keys: Any) -> None:
+        self.store.add_event(self.run_id, stage, kind, payload, **keys)
+
+    # -- the run ------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        from raymlops._internal.io import resolve_files
+
+        cfg = self.config
+        self.workspace.ensure()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        files = resolve_files(self.workspace.expand(cfg.data.source), key="data.source")
+        resumed = not self.store.start_run(self.run_id, cfg.project, config_snapshot(cfg))
+        log.info("run %s %s (workdir %s)", self.run_id, "resumed" if resumed else "started",
+                 self.workspace.root)
+        started_ray = init_ray(self.address)
+        try:
+            summary = self._run_stages(files)
+        except GateRejectedError as exc:
+            self.store.finish_run(self.run_id, "rejected", str(exc))
+            self._write_summary(RunSummary(run_id=self.run_id, status="rejected"))
+            raise
+        except RaymlopsError as exc:
+            self.store.finish_run(self.run_id, "failed", str(exc))
+            raise
+        except Exception as exc:
+            self.store.finish_run(self.run_id, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if started_ray and self.shutdown_ray:
+                import ray
+
+                ray.shutdown()
+        self.store.finish_run(self.run_id, "succeeded")
+        return summary
+
+    def _run_stages(self, files: list[str]) -> RunSummary:
+        from raymlops.data.features import PreprocessResult, preprocess
+        from raymlops.data.ingest import IngestResult, ingest, source_fingerprint
+        from raymlops.data.privacy import load_pii_key
+        from raymlops.data.validate import ValidationResult, validate
+        from raymlops.evaluation.evaluate import EvaluationResult, evaluate
+        from raymlops.registry import mlflow_registry as registry
+        from raymlops.training import tracking
+        from raymlops.training.train import TrainResult, train
+
+        cfg, ws, run_dir = self.config, self.workspace, self.run_dir
+        data = cfg.data
+
+        ing = self._stage("ingest", IngestResult, source_fingerprint(files), lambda: ingest(
+            data, files=files, run_dir=run_dir, pii_key=load_pii_key(ws.root)))
+        self._event("ingest", "dataset_ingested", {"files": files, "rows": ing.rows,
+                    "schema": ing.schema_, "pii": dict(data.pii)}, dataset_digest=ing.digest)
+
+        val = self._stage("validate", ValidationResult, ing.model_dump(), lambda: validate(
+            data, snapshot=Path(ing.snapshot), numeric=ing.numeric,
+            categorical=ing.categorical, run_dir=run_dir))
+        self._event("validate", "data_validated", {
+            "rows_in": val.rows_in, "rows_accepted": val.rows_accepted,
+            "rows_quarantined": val.rows_quarantined, "reasons": val.reasons,
+            "report": val.report_json}, dataset_digest=ing.digest)
+
+        prep = self._stage("preprocess", PreprocessResult, val.model_dump(), lambda: preprocess(
+            accepted=Path(val.accepted), split=data.split, id_column=data.id_column,
+            numeric=ing.numeric, categorical=ing.categorical, run_dir=run_dir))
+        self._event("preprocess", "features_fitted", {"rows": prep.rows,
+                    "features": len(prep.feature_names), "path": prep.features},
+                    dataset_digest=ing.digest)
+
+        uri = tracking.tracking_uri(cfg, ws)
+        experiment_id = tracking.setup_experiment(cfg, ws)
+        dataset = {"digest": ing.digest, "rows": ing.rows, "source": ",".join(files)[:500],
+                   "name": f"{cfg.project}-{Path(files[0]).stem}", "schema": ing.schema_}
+        trained = self._stage("train", TrainResult, prep.model_dump(), lambda: train(
+            cfg, run_id=self.run_id, run_dir=run_dir, storage=ws.root / "ray_results",
+            experiment_id=experiment_id, train_dir=Path(prep.train), valid_dir=Path(prep.valid),
+            features_path=Path(prep.features), dataset=dataset))
+        self._event("train", "model_trained", {"mlflow_run_id": trained.mlflow_run_id,
+                    "model_uri": trained.model_uri, "metrics": trained.final_metrics},
+                    dataset_digest=ing.digest)
+
+        ev = self._stage("evaluate", EvaluationResult, trained.model_dump(), lambda: evaluate(
+            cfg, test_dir=Path(prep.test), model_uri=trained.model_uri, tracking_uri=uri,
+            run_dir=run_dir))
+        log.info("gate verdict: %s, because %s", "PASS" if ev.gate_passed else "REJECT",
+                 "; ".join(ev.gate_reasons))
+        self._event("evaluate", "gate_verdict", {"passed": ev.gate_passed,
+                    "reasons": ev.gate_reasons, "metrics": ev.metrics},
+                    dataset_digest=ing.digest)
+        _log_test_metrics(trained.mlflow_run_id, ev)
+        if not ev.gate_passed:
+            raise GateRejectedError(f"model rejected by its gates: {'; '.join(ev.gate_reasons)}")
+
+        reg = self._stage("register", registry.Registration, {"model_uri": trained.model_uri},
+                          lambda: registry.register(cfg.deploy.name, model_uri=trained.model_uri,
+                                                    run_id=self.run_id, tags={
+                                                        "raymlops.dataset_digest": ing.digest,
+                                                        "raymlops.gate": "passed"}))
+        registry.set_alias(reg.model_name, registry.CANDIDATE, reg.version)
+        self._event("register", "model_registered", {"model_uri": trained.model_uri,
+                    "mlflow_run_id": trained.mlflow_run_id, "created": reg.created,
+                    "alias": registry.CANDIDATE}, model_name=reg.model_name,
+                    model_version=reg.version, dataset_digest=ing.digest)
+
+        return self._serve_and_monitor(ing, prep, reg, ev, trained, uri)
+
+    def _serve_and_monitor(self, ing: Any, prep: Any, reg: Any, ev: Any, trained: Any,
+                           uri: str) -> RunSummary:
+        from raymlops.monitoring.monitor import MonitorResult, monitor
+        from raymlops.registry import mlflow_registry as registry
+        from raymlops.serving.deploy import DeployResult, deploy
+
+        cfg, ws = self.config, self.workspace
+        weights = {reg.version: 100.0}
+        reason = "first rollout in this cluster: the new version takes 100% of traffic"
+        dep = self._stage("deploy", DeployResult, reg.model_dump(), lambda: deploy(
+            cfg.deploy, versions={reg.version: reg.model_uri}, weights=weights,
+            input_columns=[*ing.numeric, *ing.categorical], tracking_uri=uri,
+            capture_root=ws.capture_dir), always=True)
+        log.info("rollout decision for %s v%s: %s", reg.model_name, reg.version, reason)
+        registry.set_alias(reg.model_name, registry.CHAMPION, reg.version)
+        self._event("deploy", "model_deployed", {"endpoint": dep.endpoint, "weights": dep.weights,
+                    "reason": reason, "since": dep.since, "alias": registry.CHAMPION},
+                    model_name=reg.model_name, model_version=reg.version,
+                    dataset_digest=ing.digest)
+
+        mon = self._stage("monitor", MonitorResult, dep.model_dump(), lambda: monitor(
+            cfg, workspace=ws, run_dir=self.run_dir, endpoint=dep.endpoint,
+            versions=[reg.version], reference_dir=Path(prep.train), numeric=ing.numeric,
+            categorical=ing.categorical), always=True)
+        self._event("monitor", "drift_computed", {"report": mon.drift_report,
+                    "verdict": mon.drift_verdict, "drifted_columns": mon.drifted_columns,
+                    "replay": mon.replay}, model_name=reg.model_name,
+                    model_version=reg.version, dataset_digest=ing.digest)
+        if mon.drifted_columns:
+            log.warning("drift detected in %s: %s (report %s)", reg.model_name,
+                        ", ".join(mon.drifted_columns), mon.drift_report)
+
+        summary = RunSummary(
+            run_id=self.run_id, status="succeeded", model_name=reg.model_name,
+            model_version=reg.version, metrics=ev.metrics,
+            gate={"passed": ev.gate_passed, "reasons": ev.gate_reasons},
+            endpoint=dep.endpoint,
+            reports={"validation": str(Path(self.run_dir) / "data" / "validation.html"),
+                     "evaluation": ev.report, "drift": mon.drift_report or "",
+                     "drift_html": mon.drift_html or ""},
+            mlflow_ui=mlflow_ui_command(cfg, ws),
+            drift={"verdict": mon.drift_verdict, "drifted_columns": mon.drifted_columns},
+            replay=mon.replay, stages=self._log.entries,
+        )
+        self._write_summary(summary)
+        return summary
+
+    def _write_summary(self, summary: RunSummary) -> None:
+        path = self.run_dir / "summary.json"
+        summary.summary_path = str(path)
+        summary.stages = summary.stages or self._log.entries
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(summary.model_dump_json(indent=2))
+
+
+def _log_test_metrics(mlflow_run_id: str, ev: Any) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    client.log_batch(mlflow_run_id, metrics=[Metric(f"test_{k}", float(v), now, 0)
+                                             for k, v in ev.metrics.items()])
+    client.set_tag(mlflow_run_id, "raymlops.gate", "passed" if ev.gate_passed else "rejected")
+
+
+def mlflow_ui_command(config: PipelineConfig, workspace: Workspace) -> str:
+    if config.tracking.uri:
+        return config.tracking.uri
+    return (f"mlflow ui --backend-store-uri {workspace.mlflow_uri} "
+            f"--default-artifact-root {workspace.artifacts_dir.as_uri()} --port 5000")

@@ -1,0 +1,157 @@
+"""MLflow tracking: the experiment, one run per training attempt, and the logged model.
+
+On the embedded default MLflow keeps its store in ``<workdir>/mlflow.db`` (SQLite)
+and its artifacts in ``<workdir>/mlartifacts``; ``tracking.uri`` points at a team
+tracking server instead. Every MLflow run carries the ``raymlops.run_id`` tag, so a
+resumed pipeline finds the run it made before instead of making another.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from raymlops.config import PipelineConfig
+from raymlops.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+RUN_TAG = "raymlops.run_id"
+_PACKAGES = ("raymlops", "ray", "xgboost", "mlflow", "pandas", "pyarrow", "numpy", "torch")
+
+
+def tracking_uri(config: PipelineConfig, workspace: Workspace) -> str:
+    return config.tracking.uri or workspace.mlflow_uri
+
+
+def setup_experiment(config: PipelineConfig, workspace: Workspace) -> str:
+    """Point MLflow at the store and return the experiment id (created once)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(config, workspace))
+    name = config.tracking.experiment or config.project
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = None if config.tracking.uri else workspace.artifacts_dir.as_uri()
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False, cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str]:
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def start_training_run(experiment_id: str, run_id: str, config: PipelineConfig,
+                       dataset_digest: str) -> str:
+    """Start the MLflow run for this pipeline run's training; a stale one is closed first."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    stale = client.search_runs([experiment_id], f"tags.`{RUN_TAG}` = '{run_id}'")
+    for old in stale:
+        if old.info.status == "RUNNING":
+            client.set_terminated(old.info.run_id, status="KILLED")
+            log.info("closed MLflow run %s left RUNNING by an interrupted attempt",
+                     old.info.run_id)
+    tags = {
+        RUN_TAG: run_id,
+        "raymlops.project": config.project,
+        "raymlops.dataset_digest": dataset_digest,
+        "raymlops.framework": config.train.framework,
+        "mlflow.source.git.commit": git_commit() or "unknown",
+    }
+    run = client.create_run(experiment_id, tags=tags, run_name=f"{config.deploy.name}-{run_id}")
+    return str(run.info.run_id)
+
+
+def log_training(mlflow_run_id: str, *, params: dict[str, Any], history: dict[str, Any],
+                 final: dict[str, Any], config: PipelineConfig, seeds: dict[str, int],
+                 dataset: dict[str, Any]) -> None:
+    """Params, per-round metrics, config snapshot, packages and the dataset input."""
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient()
+    flat = {f"xgb.{k}": json.dumps(v) if isinstance(v, list | dict) else v
+            for k, v in params.items()}
+    flat.update({f"seed.{k}": v for k, v in seeds.items()})
+    flat.update({"train.num_workers": config.train.scaling.num_workers,
+                 "train.use_gpu": config.train.scaling.use_gpu})
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(f"{split}_{name}", float(value), now, step)
+        for split, by_metric in history.items()
+        for name, values in by_metric.items()
+        for step, value in enumerate(values)
+    ]
+    seen = {m.key for m in metrics}
+    metrics += [Metric(k, float(v), now, 0) for k, v in final.items()
+                if isinstance(v, int | float) and k not in seen]
+    client.log_batch(mlflow_run_id, metrics=metrics,
+                     params=[Param(k, str(v)[:6000]) for k, v in flat.items()])
+    client.log_dict(mlflow_run_id, config.model_dump(mode="json"), "config/pipeline.json")
+    client.log_dict(mlflow_run_id, package_versions(), "environment/packages.json")
+    client.log_dict(mlflow_run_id, dataset, "data/dataset.json")
+    with mlflow.start_run(run_id=mlflow_run_id):
+        frame = mlflow.data.from_pandas(  # type: ignore[attr-defined]
+            pd.DataFrame({"digest": [dataset["digest"]]}), source=dataset["source"],
+            name=dataset["name"], digest=dataset["digest"].removeprefix("sha256:")[:36],
+        )
+        mlflow.log_input(frame, context="training")
+
+
+def log_model(mlflow_run_id: str, *, features_path: Path, booster_path: Path,
+              meta: dict[str, Any], example: pd.DataFrame) -> str:
+    """Log the pyfunc model (signature + input example); returns its model URI."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from raymlops.training.pyfunc import RaymlopsModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        meta_path = Path(tmp) / "meta.json"
+        meta_path.write_text(json.dumps(meta, indent=1))
+        artifacts = {"features": str(features_path), "booster": str(booster_path),
+                     "meta": str(meta_path)}
+        local = RaymlopsModel().load_from(features_path, booster_path, meta_path)
+        predictions = local.predict_frame(example)
+        signature = infer_signature(example, predictions)
+        versions = package_versions()
+        requirements = [f"{p}=={versions[p]}" for p in ("xgboost", "pandas", "numpy", "pyarrow")
+                        if p in versions] + [f"mlflow=={versions.get('mlflow', '')}".rstrip("=")]
+        with mlflow.start_run(run_id=mlflow_run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=RaymlopsModel(), artifacts=artifacts,
+                signature=signature, input_example=example, pip_requirements=requirements,
+            )
+    return str(info.model_uri)
+
+
+def finish_run(mlflow_run_id: str, status: str = "FINISHED") -> None:
+    import mlflow
+
+    mlflow.MlflowClient().set_terminated(mlflow_run_id, status=status)
