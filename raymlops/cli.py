@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("raymlops: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - last resort: one line here, traceback in a file
         path = Workspace.at(getattr(args, "workdir", None)).root / "logs" / "last-error.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(traceback.format_exc())

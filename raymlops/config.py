@@ -222,7 +222,9 @@ def load_config(
             where = f" at line {mark.line + 1}" if mark is not None else ""
             raise ConfigError(f"{origin}: not valid YAML{where}: {exc}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{origin}: the top level must be a mapping of keys, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{origin}: the top level must be a mapping of keys, got {type(raw).__name__}"
+        )
     raw = _deep_copy(raw)
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)

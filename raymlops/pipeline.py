@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from raymlops.config import PipelineConfig, config_snapshot
-from raymlops.errors import GateRejectedError, RaymlopsError
+from raymlops.errors import GateRejectedError
 from raymlops.lineage.store import LineageStore
 from raymlops.workspace import Workspace, new_run_id
 
@@ -35,6 +35,21 @@ T = TypeVar("T", bound=BaseModel)
 #: Ray token authentication is on by default for clusters started by ``ray.init()``;
 #: processes that attach later need the same mode, so the driver always sets it.
 DEFAULT_RAY_AUTH_MODE = "token"
+
+
+#: The config sections each stage reads. A stage's input digest covers these and its
+#: upstream outputs, so changing ``monitor`` does not retrain, and changing ``data``
+#: redoes everything.
+STAGE_CONFIG: dict[str, tuple[str, ...]] = {
+    "ingest": ("data",),
+    "validate": ("data",),
+    "preprocess": ("data",),
+    "train": ("project", "data", "train", "tracking"),
+    "evaluate": ("data", "train", "gates"),
+    "register": ("data", "train", "gates", "deploy"),
+    "deploy": ("deploy",),
+    "monitor": ("deploy", "monitor"),
+}
 
 
 class RunSummary(BaseModel):
@@ -130,8 +145,9 @@ class Pipeline:
     # -- the stage mechanism -------------------------------------------------------------
     def _stage(self, name: str, output: type[T], inputs: Any, fn: Callable[[], T], *,
                always: bool = False) -> T:
-        digest = _digest({"stage": name, "config": config_snapshot(self.config),
-                          "inputs": inputs})
+        snapshot = config_snapshot(self.config)
+        sections = {key: snapshot[key] for key in STAGE_CONFIG[name]}
+        digest = _digest({"stage": name, "config": sections, "inputs": inputs})
         record = self.store.get_stage(self.run_id, name)
         if (record is not None and not always and record.input_digest == digest
                 and _paths_exist(record.outputs)):
@@ -153,8 +169,9 @@ class Pipeline:
             log.error("stage %-9s failed after %.1fs: %s", name, seconds, exc)
             raise
         seconds = time.perf_counter() - clock
-        self.store.record_stage(self.run_id, name, digest, result.model_dump(mode="json"),
-                                started, seconds)
+        self.store.record_stage(self.run_id, name, input_digest=digest,
+                                outputs=result.model_dump(mode="json"), started_at=started,
+                                duration_s=seconds)
         self._log.entries[name] = {"status": "ran", "seconds": round(seconds, 2)}
         log.info("stage %-9s finished in %.1fs", name, seconds)
         return result
@@ -167,24 +184,22 @@ class Pipeline:
         from raymlops._internal.io import resolve_files
 
         cfg = self.config
+        files = resolve_files(self.workspace.expand(cfg.data.source), key="data.source")
+        self._preflight()
         self.workspace.ensure()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        files = resolve_files(self.workspace.expand(cfg.data.source), key="data.source")
         resumed = not self.store.start_run(self.run_id, cfg.project, config_snapshot(cfg))
         log.info("run %s %s (workdir %s)", self.run_id, "resumed" if resumed else "started",
                  self.workspace.root)
         started_ray = init_ray(self.address)
         try:
             summary = self._run_stages(files)
-        except GateRejectedError as exc:
-            self.store.finish_run(self.run_id, "rejected", str(exc))
-            self._write_summary(RunSummary(run_id=self.run_id, status="rejected"))
-            raise
-        except RaymlopsError as exc:
-            self.store.finish_run(self.run_id, "failed", str(exc))
-            raise
         except Exception as exc:
-            self.store.finish_run(self.run_id, "failed", f"{type(exc).__name__}: {exc}")
+            rejected = isinstance(exc, GateRejectedError)
+            self.store.finish_run(self.run_id, "rejected" if rejected else "failed",
+                                  f"{type(exc).__name__}: {exc}")
+            if rejected:
+                self._write_summary(RunSummary(run_id=self.run_id, status="rejected"))
             raise
         finally:
             if started_ray and self.shutdown_ray:
@@ -193,6 +208,17 @@ class Pipeline:
                 ray.shutdown()
         self.store.finish_run(self.run_id, "succeeded")
         return summary
+
+    def _preflight(self) -> None:
+        """Fail in seconds, not after training, when a fresh local cluster cannot serve."""
+        import sys
+
+        from raymlops.serving.deploy import check_port
+
+        attaching = (self.address or os.environ.get("RAY_ADDRESS")
+                     or ("ray" in sys.modules and sys.modules["ray"].is_initialized()))
+        if not attaching:
+            check_port(self.config.deploy)
 
     def _run_stages(self, files: list[str]) -> RunSummary:
         from raymlops.data.features import PreprocessResult, preprocess
@@ -262,9 +288,9 @@ class Pipeline:
                     "alias": registry.CANDIDATE}, model_name=reg.model_name,
                     model_version=reg.version, dataset_digest=ing.digest)
 
-        return self._serve_and_monitor(ing, prep, reg, ev, trained, uri)
+        return self._serve_and_monitor(ing, prep, reg, ev, uri)
 
-    def _serve_and_monitor(self, ing: Any, prep: Any, reg: Any, ev: Any, trained: Any,
+    def _serve_and_monitor(self, ing: Any, prep: Any, reg: Any, ev: Any,
                            uri: str) -> RunSummary:
         from raymlops.monitoring.monitor import MonitorResult, monitor
         from raymlops.registry import mlflow_registry as registry

@@ -21,7 +21,7 @@ def resolve_files(pattern: str, *, key: str) -> list[str]:
     if path.is_dir():
         files = sorted(str(p) for p in path.rglob("*") if p.is_file() and _is_table(p.name))
     elif any(ch in pattern for ch in "*?["):
-        files = sorted(p for p in glob.glob(pattern, recursive=True) if _is_table(p))
+        files = sorted(p for p in glob.glob(pattern, recursive=True) if _is_table(p))  # noqa: PTH207
     else:
         files = [str(path)] if path.is_file() else []
     if not files:

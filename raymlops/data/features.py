@@ -13,6 +13,7 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,9 +181,21 @@ class _Partials:
 def fit_features(train: Any, numeric: list[str], categorical: list[str]) -> FittedFeatures:
     """Fit on a Ray Dataset in one pass of per-batch partial statistics."""
     parts = train.map_batches(_Partials(numeric, categorical), batch_format="pandas").to_pandas()
+    return merge_partials(parts["stats"], numeric, categorical)
+
+
+def fit_frames(frames: Iterable[pd.DataFrame], numeric: list[str],
+               categorical: list[str]) -> FittedFeatures:
+    """The same fit over in-memory batches (no Ray): what ``fit_features`` does per block."""
+    partials = _Partials(numeric, categorical)
+    return merge_partials([partials(f)["stats"].iloc[0] for f in frames], numeric, categorical)
+
+
+def merge_partials(blobs: Iterable[str], numeric: list[str],
+                   categorical: list[str]) -> FittedFeatures:
     sums: dict[str, list[float]] = {c: [0, 0.0, 0.0, 0] for c in numeric}
     counts: dict[str, Counter[str]] = {c: Counter() for c in categorical}
-    for blob in parts["stats"]:
+    for blob in blobs:
         stats = json.loads(blob)
         for col, (n, s, sq, nulls) in stats["num"].items():
             acc = sums[col]

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel
 
-from raymlops._internal.io import read_parquet_dir, read_table, resolve_files, write_parquet_atomic
+from raymlops._internal.io import read_parquet_dir, read_table, write_parquet_atomic
 from raymlops.config import DataConfig
 from raymlops.data.privacy import PiiTransform
 from raymlops.errors import ConfigError, DataError

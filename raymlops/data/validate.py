@@ -61,6 +61,13 @@ def encode_label(values: pd.Series, data: DataConfig) -> tuple[pd.Series, pd.Ser
     return label.astype("float64"), reasons
 
 
+def _flag(mask: pd.Series, reason: str) -> pd.Series:
+    """A reason where ``mask`` holds, None elsewhere."""
+    out = pd.Series([None] * len(mask), index=mask.index, dtype=object)
+    out[mask.to_numpy(dtype=bool)] = reason
+    return out
+
+
 class RowChecker:
     """Batch function: adds the reject reason and the encoded label, normalizes types."""
 
@@ -80,25 +87,21 @@ class RowChecker:
             raw = out[col]
             number = pd.to_numeric(raw, errors="coerce").astype("float64")
             bad = number.isna() & raw.notna()
-            problems.append(pd.Series(np.where(bad, f"column {col!r} is not a number", None),
-                                      index=out.index, dtype=object))
+            problems.append(_flag(bad, f"column {col!r} is not a number"))
             out[col] = number
             rule = rules.ranges.get(col)
             if rule is not None:
                 low = number < rule.min if rule.min is not None else pd.Series(False, out.index)
                 high = number > rule.max if rule.max is not None else pd.Series(False, out.index)
-                problems.append(pd.Series(
-                    np.where(low | high, f"column {col!r} outside [{rule.min}, {rule.max}]", None),
-                    index=out.index, dtype=object))
+                problems.append(_flag(low | high,
+                                      f"column {col!r} outside [{rule.min}, {rule.max}]"))
         for col in self.categorical:
             raw = out[col]
             out[col] = raw.map(_category).astype("string")
             allowed = rules.allowed.get(col)
             if allowed is not None:
                 bad = out[col].notna() & ~out[col].isin(allowed)
-                problems.append(pd.Series(
-                    np.where(bad, f"column {col!r} has a value outside the allowed set", None),
-                    index=out.index, dtype=object))
+                problems.append(_flag(bad, f"column {col!r} has a value outside the allowed set"))
         reasons = pd.Series([None] * len(out), index=out.index, dtype=object)
         for series in problems:
             has = series.notna()

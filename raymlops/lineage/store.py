@@ -162,8 +162,8 @@ class LineageStore:
             return StageRecord(row.run_id, row.stage, row.input_digest, dict(row.outputs),
                                row.duration_s, row.finished_at)
 
-    def record_stage(self, run_id: str, stage: str, input_digest: str, outputs: dict[str, Any],
-                     started_at: datetime, duration_s: float) -> None:
+    def record_stage(self, run_id: str, stage: str, *, input_digest: str,
+                     outputs: dict[str, Any], started_at: datetime, duration_s: float) -> None:
         with Session(self.engine) as s, s.begin():
             row = s.scalars(
                 select(StageRow).where(StageRow.run_id == run_id, StageRow.stage == stage)

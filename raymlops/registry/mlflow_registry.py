@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
-_SPEC = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))?$")
+_SPEC = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))?$"
+)
 
 
 class Registration(BaseModel):

@@ -12,6 +12,7 @@ import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import requests
 from pydantic import BaseModel
@@ -40,6 +41,12 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def check_port(deploy: DeployConfig) -> None:
+    if not port_is_free(deploy.host, deploy.port):
+        raise PortInUseError(f"port {deploy.port} on {deploy.host} is in use by another "
+                             "process; stop it or set deploy.port to a free port")
+
+
 def serve_is_running() -> bool:
     from ray import serve
 
@@ -53,11 +60,7 @@ def ensure_serve(deploy: DeployConfig) -> None:
 
     if serve_is_running():
         return
-    if not port_is_free(deploy.host, deploy.port):
-        raise PortInUseError(
-            f"port {deploy.port} on {deploy.host} is in use by another process; stop it or "
-            "set deploy.port to a free port"
-        )
+    check_port(deploy)
     serve.start(http_options={"host": deploy.host, "port": deploy.port},
                 logging_config={"log_level": "WARNING"})
 
@@ -73,17 +76,21 @@ def deploy(deploy: DeployConfig, *, versions: dict[str, str], weights: dict[str,
     """Deploy ``versions`` (version -> model URI) with ``weights`` (version -> percent)."""
     from ray import serve
 
-    from raymlops.serving.deployments import ModelVersion, Router
+    from raymlops.serving import deployments
+
+    # Typed as Any: @serve.deployment turns the classes into Deployment objects.
+    model_version: Any = deployments.ModelVersion
+    router_cls: Any = deployments.Router
 
     ensure_serve(deploy)
     variants = {}
     for version, uri in sorted(versions.items()):
         capture = str(capture_root / deploy.name / f"v{version}") if capture_root else None
-        variants[version] = ModelVersion.options(
+        variants[version] = model_version.options(
             name=f"{deploy.name}-v{version}", num_replicas=deploy.replicas,
             ray_actor_options={"num_cpus": deploy.cpus_per_replica},
         ).bind(deploy.name, version, uri, tracking_uri, capture if deploy.capture else None)
-    router = Router.options(
+    router = router_cls.options(
         name=f"{deploy.name}-router", num_replicas=1,
         ray_actor_options={"num_cpus": deploy.router_cpus},
         user_config={"weights": weights},

@@ -122,7 +122,7 @@ class Router:
         self.model_name = model_name
         self.variants = variants
         self.columns = input_columns
-        self.policy = TrafficPolicy({v: 1.0 for v in variants})
+        self.policy = TrafficPolicy(dict.fromkeys(variants, 1.0))
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         weights = {str(k): float(v) for k, v in config.get("weights", {}).items()}
@@ -140,8 +140,8 @@ class Router:
         if request.method == "GET" and path.endswith(("/health", f"/{self.model_name}")):
             return JSONResponse({"model": self.model_name, "weights": self.policy.weights})
         if not path.endswith("/invocations"):
-            return JSONResponse({"error_code": "NOT_FOUND", "field": "path",
-                                 "message": f"no route {path}; POST /{self.model_name}/invocations"},
+            message = f"no route {path}; POST /{self.model_name}/invocations"
+            return JSONResponse({"error_code": "NOT_FOUND", "field": "path", "message": message},
                                 status_code=404)
         if request.method != "POST":
             return JSONResponse({"error_code": "METHOD_NOT_ALLOWED", "field": "method",

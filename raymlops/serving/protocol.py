@@ -18,7 +18,7 @@ JSON_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 MAX_ROWS = 10_000
 
 
-class BadRequest(Exception):  # noqa: N818 - mirrors the HTTP status it becomes
+class BadRequest(Exception):
     """A client error: HTTP 400 with the offending field."""
 
     def __init__(self, field: str, message: str, status: int = 400) -> None:

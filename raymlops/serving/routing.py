@@ -40,4 +40,4 @@ class TrafficPolicy:
         if key:
             digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
             return self._pick(int.from_bytes(digest, "big") / 2**64)
-        return self._pick((rng or random).random())  # noqa: S311 - traffic split, not crypto
+        return self._pick((rng or random).random())

@@ -11,14 +11,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from raymlops.data.features import FittedFeatures
 
 
-class RaymlopsModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class RaymlopsModel(PythonModel):
     """Raw rows in; probability of the positive class (classification) or value out."""
 
     features: FittedFeatures

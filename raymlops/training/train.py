@@ -64,7 +64,7 @@ def fit_on_ray(config: PipelineConfig, *, train_dir: Path, valid_dir: Path, fitt
     from ray.train.xgboost import XGBoostTrainer
 
     to_features = ToFeatures(fitted)
-    datasets = {
+    datasets: dict[str, Any] = {
         "train": read_parquet_dir(train_dir).map_batches(to_features, batch_format="pandas"),
         "valid": read_parquet_dir(valid_dir).map_batches(to_features, batch_format="pandas"),
     }

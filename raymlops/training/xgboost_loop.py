@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from raymlops.data.validate import LABEL
+
 MODEL_FILE = "model.ubj"
 HISTORY_FILE = "history.json"
 

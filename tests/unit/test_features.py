@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from raymlops.config import SplitConfig
+from raymlops.data.features import UNKNOWN, FittedFeatures, SplitAssigner, fit_frames
+
+FRAME = pd.DataFrame({
+    "income": [10.0, 20.0, None, 30.0],
+    "age": [20.0, 30.0, 40.0, 50.0],
+    "purpose": ["car", "car", "medical", None],
+})
+
+
+def test_fit_in_batches_equals_fit_in_one_batch():
+    whole = fit_frames([FRAME], ["income", "age"], ["purpose"])
+    parts = fit_frames([FRAME.iloc[:1], FRAME.iloc[1:3], FRAME.iloc[3:]], ["income", "age"],
+                       ["purpose"])
+    assert whole == parts
+    assert whole.means["income"] == 20.0
+    assert np.isclose(whole.scales["age"], np.std([20, 30, 40, 50]))
+    assert whole.indicators == ["income"]
+    assert whole.vocab["purpose"] == ["car", "__missing__", "medical"]
+
+
+def test_transform_imputes_scales_and_buckets_unknowns():
+    fitted = fit_frames([FRAME], ["income", "age"], ["purpose"])
+    rows = pd.DataFrame({"income": [None], "age": [35.0], "purpose": ["boat"], "other": [1]})
+    vector = fitted.transform_frame(rows).iloc[0]
+    assert vector["income"] == 0.0  # imputed with the mean, then standardised
+    assert vector["income__missing"] == 1.0
+    assert vector[f"purpose={UNKNOWN}"] == 1.0
+    assert vector[["purpose=car", "purpose=medical", "purpose=__missing__"]].sum() == 0.0
+    assert len(fitted.feature_names) == fitted.transform(rows).shape[1]
+
+
+def test_json_round_trip_keeps_the_transformation():
+    fitted = fit_frames([FRAME], ["income", "age"], ["purpose"])
+    again = FittedFeatures.from_json(fitted.to_json())
+    assert again == fitted
+    np.testing.assert_array_equal(again.transform(FRAME), fitted.transform(FRAME))
+
+
+def test_split_is_stable_per_id_whatever_the_batching():
+    ids = pd.DataFrame({"id": [f"u{i}" for i in range(3000)], "x": range(3000)})
+    assign = SplitAssigner(SplitConfig(test_fraction=0.2, valid_fraction=0.1), "id", [])
+    whole = assign(ids)["_split"]
+    pieces = pd.concat([assign(ids.iloc[i:i + 700]) for i in range(0, 3000, 700)])["_split"]
+    assert whole.tolist() == pieces.tolist()
+    shares = whole.value_counts(normalize=True)
+    assert 0.17 < shares["test"] < 0.23 and 0.08 < shares["valid"] < 0.12
