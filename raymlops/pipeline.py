@@ -247,7 +247,9 @@ class Pipeline:
             "report": val.report_json}, dataset_digest=ing.digest)
 
         prep = self._stage("preprocess", PreprocessResult, val.model_dump(), lambda: preprocess(
-            accepted=Path(val.accepted), split=data.split, id_column=data.id_column,
+            accepted=Path(val.accepted), split=data.split,
+            # a dropped PII id cannot key the split: rows are then hashed whole
+            id_column=data.id_column if data.id_column in ing.schema_ else None,
             numeric=ing.numeric, categorical=ing.categorical, run_dir=run_dir))
         self._event("preprocess", "features_fitted", {"rows": prep.rows,
                     "features": len(prep.feature_names), "path": prep.features},

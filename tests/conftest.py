@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +28,45 @@ def minimal_raw() -> dict:
         "train": {"framework": "xgboost"},
         "deploy": {"name": "m"},
     }
+
+
+# -- shared by integration/ and chaos/: one local Ray per session, started on first use --
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)
+    from raymlops.pipeline import _quiet_ray
+
+    _quiet_ray()
+    yield ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def demo_run(ray_session, serve_port, tmp_path_factory):
+    """``raymlops demo`` through the CLI entry point, on the session's Ray."""
+    import contextlib
+    import io
+
+    from raymlops.cli import main
+
+    workdir = tmp_path_factory.mktemp("demo-workdir")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["demo", "--workdir", str(workdir), "--port", str(serve_port),
+                     "--rows", "12000", "--json"])
+    assert code == 0, out.getvalue()
+    summary = json.loads(out.getvalue())
+    return {"workdir": Path(workdir), "summary": summary}

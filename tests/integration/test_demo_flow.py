@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -38,7 +39,7 @@ def test_summary_reports_a_served_registered_model(demo_run):
     assert s["metrics"]["roc_auc"] > 0.65
     assert s["gate"]["passed"] is True
     assert s["replay"]["ok"] == s["replay"]["requests"] == 400
-    assert json.loads(open(s["summary_path"]).read())["model_version"] == "1"
+    assert json.loads(Path(s["summary_path"]).read_text())["model_version"] == "1"
 
 
 def test_model_is_in_the_registry_with_aliases(ws):
@@ -107,7 +108,7 @@ def test_every_stage_wrote_a_linked_lineage_event(ws, demo_run):
 
 
 def test_drift_report_flags_the_known_drift_on_captured_traffic(demo_run):
-    report = json.loads(open(demo_run["summary"]["reports"]["drift"]).read())
+    report = json.loads(Path(demo_run["summary"]["reports"]["drift"]).read_text())
     assert report["current_rows"] >= 400
     assert set(demo.DRIFTED_COLUMNS) <= set(report["drifted_columns"])
     for stable in ("age", "loan_amount", "open_accounts", "region", "gender"):
