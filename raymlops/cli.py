@@ -270,6 +270,13 @@ def cmd_drift(args: argparse.Namespace) -> int:
         excluded = {config.data.target, config.data.id_column, *config.data.pii}
         numeric, categorical = config.data.numeric, config.data.categorical
     columns = [c for c in reference.columns if c not in excluded and not c.startswith("_")]
+    if not args.config:
+        # Without a config, a text column whose values are all distinct is an identifier.
+        ids = [c for c in columns if reference[c].dtype.kind not in "biuf"
+               and reference[c].nunique() == len(reference) > 1]
+        columns = [c for c in columns if c not in ids]
+        if ids:
+            log.info("drift: skipping identifier-like columns %s (pass --config to choose)", ids)
     if numeric is None:
         numeric = [c for c in columns if pd.api.types.is_numeric_dtype(reference[c])]
     if categorical is None:

@@ -95,12 +95,17 @@ def set_ray_auth_mode() -> None:
         os.environ["RAY_AUTH_MODE"] = DEFAULT_RAY_AUTH_MODE
 
 
-def init_ray(address: str | None) -> bool:
-    """Start or join Ray; returns True when this call started it (and so should stop it)."""
+def _ray_running() -> bool:
+    """Whether this process is connected to Ray, without importing Ray to find out."""
     import sys
 
+    return "ray" in sys.modules and bool(sys.modules["ray"].is_initialized())
+
+
+def init_ray(address: str | None) -> bool:
+    """Start or join Ray; returns True when this call started it (and so should stop it)."""
     set_ray_auth_mode()
-    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+    if _ray_running():
         return False
     import ray
 
@@ -211,12 +216,9 @@ class Pipeline:
 
     def _preflight(self) -> None:
         """Fail in seconds, not after training, when a fresh local cluster cannot serve."""
-        import sys
-
         from raymlops.serving.deploy import check_port
 
-        attaching = (self.address or os.environ.get("RAY_ADDRESS")
-                     or ("ray" in sys.modules and sys.modules["ray"].is_initialized()))
+        attaching = self.address or os.environ.get("RAY_ADDRESS") or _ray_running()
         if not attaching:
             check_port(self.config.deploy)
 
@@ -296,19 +298,21 @@ class Pipeline:
                            uri: str) -> RunSummary:
         from raymlops.monitoring.monitor import MonitorResult, monitor
         from raymlops.registry import mlflow_registry as registry
-        from raymlops.serving.deploy import DeployResult, deploy
+        from raymlops.serving.deploy import DeployResult, deploy, live_weights, rollout_reason
 
         cfg, ws = self.config, self.workspace
         weights = {reg.version: 100.0}
-        reason = "first rollout in this cluster: the new version takes 100% of traffic"
+        previous = live_weights(cfg.deploy.name)
+        reason = rollout_reason(previous, reg.version)
         dep = self._stage("deploy", DeployResult, reg.model_dump(), lambda: deploy(
             cfg.deploy, versions={reg.version: reg.model_uri}, weights=weights,
             input_columns=[*ing.numeric, *ing.categorical], tracking_uri=uri,
             capture_root=ws.capture_dir), always=True)
         log.info("rollout decision for %s v%s: %s", reg.model_name, reg.version, reason)
         registry.set_alias(reg.model_name, registry.CHAMPION, reg.version)
-        self._event("deploy", "model_deployed", {"endpoint": dep.endpoint, "weights": dep.weights,
-                    "reason": reason, "since": dep.since, "alias": registry.CHAMPION},
+        self._event("deploy", "model_deployed", {
+            "endpoint": dep.endpoint, "weights": dep.weights, "previous_weights": previous,
+            "reason": reason, "since": dep.since, "alias": registry.CHAMPION},
                     model_name=reg.model_name, model_version=reg.version,
                     dataset_digest=ing.digest)
 

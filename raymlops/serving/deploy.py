@@ -125,6 +125,27 @@ def wait_healthy(url: str, timeout_s: float) -> None:
                           "see the Ray Serve logs under /tmp/ray/session_latest/logs/serve")
 
 
+def live_weights(app: str) -> dict[str, float]:
+    """The traffic weights of a running router application, or {} if none runs."""
+    from ray import serve
+
+    status = serve.status().applications.get(app)
+    if status is None or str(status.status) not in ("RUNNING", "ApplicationStatus.RUNNING"):
+        return {}
+    handle = serve.get_deployment_handle(f"{app}-router", app_name=app)
+    return dict(handle.weights.remote().result(timeout_s=30))
+
+
+def rollout_reason(previous: dict[str, float], version: str) -> str:
+    """Why the new version gets the traffic it gets (logged and written to lineage)."""
+    if not previous:
+        return f"no version of this model is serving: version {version} takes 100% of traffic"
+    if set(previous) == {version}:
+        return f"version {version} already serves 100%: redeployed in place"
+    return (f"version {version} replaces {previous} at 100% in one step; progressive "
+            "strategies (canary, blue-green, shadow, A/B) are not configurable yet")
+
+
 def flush_capture(app: str, versions: list[str]) -> None:
     from ray import serve
 

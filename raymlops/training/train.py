@@ -88,6 +88,16 @@ def fit_on_ray(config: PipelineConfig, *, train_dir: Path, valid_dir: Path, fitt
     return checkpoint_dir, history, dict(result.metrics or {})
 
 
+def _input_example(dirs: list[Path], columns: list[str], rows: int = 5) -> pd.DataFrame:
+    """A few raw rows for MLflow's input example, read from the first non-empty file."""
+    for directory in dirs:
+        for path in sorted(directory.glob("*.parquet")):
+            frame = pd.read_parquet(path, columns=columns)
+            if len(frame):
+                return frame.head(rows)
+    raise RaymlopsError(f"no rows in {dirs} to use as the model's input example")
+
+
 def train(config: PipelineConfig, *, run_id: str, run_dir: Path, storage: Path,
           experiment_id: str, train_dir: Path, valid_dir: Path, features_path: Path,
           dataset: dict[str, Any]) -> TrainResult:
@@ -113,7 +123,7 @@ def train(config: PipelineConfig, *, run_id: str, run_dir: Path, storage: Path,
                               history=history, final=final, config=config,
                               seeds={"train": config.train.seed, "split": config.data.split.seed},
                               dataset=dataset)
-        example = read_parquet_dir(valid_dir).limit(5).to_pandas()[fitted.input_columns]
+        example = _input_example([valid_dir, train_dir], fitted.input_columns)
         meta = {"task": config.data.task, "framework": config.train.framework,
                 "feature_names": fitted.feature_names, "target": config.data.target,
                 "run_id": run_id}

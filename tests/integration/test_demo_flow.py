@@ -104,7 +104,8 @@ def test_every_stage_wrote_a_linked_lineage_event(ws, demo_run):
     assert digests == {chain["dataset_digest"]}
     deployed = next(s for s in chain["steps"] if s["kind"] == "model_deployed")
     assert deployed["payload"]["weights"] == {"1": 100.0}
-    assert "first rollout" in deployed["payload"]["reason"]
+    assert "no version of this model is serving" in deployed["payload"]["reason"]
+    assert deployed["payload"]["previous_weights"] == {}
 
 
 def test_drift_report_flags_the_known_drift_on_captured_traffic(demo_run):
@@ -147,3 +148,28 @@ def test_rerun_with_the_same_run_id_reuses_stages_and_version(ws, demo_run, serv
     assert summary.model_version == "1"
     assert summary.replay["ok"] == 60
     assert len(client.search_model_versions("name='demo-lending'")) == before
+
+
+def _cli_json(*args: str) -> object:
+    import contextlib
+    import io
+
+    from raymlops.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([*args, "--json"]) == 0
+    return json.loads(out.getvalue())
+
+
+def test_lineage_command_prints_the_chain_for_an_alias(ws):
+    chain = _cli_json("lineage", "demo-lending@champion", "--workdir", str(ws.root))
+    assert chain["version"] == "1"
+    assert chain["steps"][0]["payload"]["rows"] == 12000
+    assert chain["steps"][-1]["kind"] == "drift_computed"
+
+
+def test_status_command_reports_the_live_split(ws, demo_run):
+    rows = _cli_json("status", "--workdir", str(ws.root))
+    assert rows == [{**rows[0], "model": "demo-lending", "version": "1",
+                     "weights": {"1": 100.0}, "live": True}]
