@@ -8,6 +8,7 @@ the full traceback of an unexpected error goes to ``<workdir>/logs/last-error.lo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -134,7 +135,10 @@ def _run_pipeline(args: argparse.Namespace, config: Any, ws: Workspace, *, run_i
     keep = bool(getattr(args, "keep_serving", False))
     pipeline = Pipeline(config, workdir=ws.root, run_id=run_id, address=address,
                         shutdown_ray=not keep)
-    summary = pipeline.run()
+    # Libraries print progress to stdout (MLflow: "Successfully registered model ...");
+    # stdout is for our own output, so theirs goes to stderr while the pipeline runs.
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = pipeline.run()
     _print(args, summary.model_dump(), _summary_text(summary, ws, keep))
     if keep:
         _serve_forever(summary.endpoint)

@@ -172,7 +172,8 @@ def _format_error(err: Mapping[str, Any]) -> str:
     return f"{loc}: {msg} (got {err.get('input')!r})"
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+def _section_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config section (model class) that holds the key at ``loc``."""
     current: Any = model
     for part in loc[:-1]:
         field = getattr(current, "model_fields", {}).get(part)
@@ -184,7 +185,25 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | N
         if not candidates:
             return None
         current = candidates[0]
-    return sorted(getattr(current, "model_fields", {}))
+    return current
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    section = _section_at(model, loc)
+    return sorted(section.model_fields) if section is not None else None
+
+
+def _expected_type(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
+    section = _section_at(model, loc)
+    field = section.model_fields.get(str(loc[-1])) if section is not None and loc else None
+    if field is None:
+        return None
+    ann = field.annotation
+    if getattr(ann, "__origin__", None) is Literal:
+        return " | ".join(repr(a) for a in ann.__args__)  # type: ignore[union-attr]
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return f"a mapping with keys {', '.join(sorted(ann.model_fields))}"
+    return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -234,6 +253,10 @@ def load_config(
         lines = []
         for err in exc.errors():
             line = _format_error(err)
+            if err["type"] == "missing":
+                expected = _expected_type(PipelineConfig, tuple(err["loc"]))
+                if expected:
+                    line += f" (expected {expected})"
             if err["type"] == "extra_forbidden":
                 allowed = _allowed_keys(PipelineConfig, tuple(err["loc"]))
                 if allowed:

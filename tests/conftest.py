@@ -68,5 +68,5 @@ def demo_run(ray_session, serve_port, tmp_path_factory):
         code = main(["demo", "--workdir", str(workdir), "--port", str(serve_port),
                      "--rows", "12000", "--json"])
     assert code == 0, out.getvalue()
-    summary = json.loads(out.getvalue())
+    summary = json.loads(out.getvalue())  # stdout holds the JSON and nothing else
     return {"workdir": Path(workdir), "summary": summary}

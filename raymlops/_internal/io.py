@@ -62,9 +62,12 @@ def write_parquet_atomic(ds: ray.data.Dataset, target: Path) -> Path:
     return target
 
 
-def read_parquet_dir(path: Path) -> ray.data.Dataset:
+def read_parquet_dir(path: Path, *, num_cpus: float | None = None) -> ray.data.Dataset:
+    """Read a Parquet folder; ``num_cpus`` sets the CPU request of each read task."""
     import ray.data
 
     if not path.is_dir():
         raise DataError(f"{path} is missing; rerun the stage that writes it")
-    return ray.data.read_parquet(str(path))
+    if num_cpus is None:
+        return ray.data.read_parquet(str(path))
+    return ray.data.read_parquet(str(path), num_cpus=num_cpus)

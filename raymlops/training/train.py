@@ -26,6 +26,11 @@ from raymlops.training.xgboost_loop import (
 
 log = logging.getLogger(__name__)
 
+#: CPU request of the Ray Data tasks that feed the training workers. The workers hold
+#: their own CPUs while these run; with a full 1-CPU request the feed could not be
+#: scheduled beside them on a small node whose Serve replicas hold fractions of a CPU.
+FEED_CPUS = 0.25
+
 
 class TrainResult(BaseModel):
     mlflow_run_id: str
@@ -65,8 +70,9 @@ def fit_on_ray(config: PipelineConfig, *, train_dir: Path, valid_dir: Path, fitt
 
     to_features = ToFeatures(fitted)
     datasets: dict[str, Any] = {
-        "train": read_parquet_dir(train_dir).map_batches(to_features, batch_format="pandas"),
-        "valid": read_parquet_dir(valid_dir).map_batches(to_features, batch_format="pandas"),
+        name: read_parquet_dir(path, num_cpus=FEED_CPUS).map_batches(
+            to_features, batch_format="pandas", num_cpus=FEED_CPUS)
+        for name, path in (("train", train_dir), ("valid", valid_dir))
     }
     trainer = XGBoostTrainer(
         train_loop_per_worker,

@@ -59,3 +59,6 @@ def test_crash_after_registration_resumes_without_a_duplicate(ray_session, serve
     assert summary.model_version == "1"
     registered = store.events(run_id="chaos-1", kind="model_registered")
     assert [e.payload["created"] for e in registered] == [False]
+    from ray import serve
+
+    serve.delete("chaos-model")  # give its replicas' CPUs back to the other tests

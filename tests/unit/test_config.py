@@ -28,7 +28,13 @@ def test_config_is_frozen(minimal_raw):
 
 def test_missing_key_names_its_path(minimal_raw):
     del minimal_raw["data"]["target"]
-    with pytest.raises(ConfigError, match=r"data\.target: required key is missing"):
+    with pytest.raises(ConfigError, match=r"data\.target: required key is missing \(expected str"):
+        load_config(minimal_raw)
+    del minimal_raw["data"]["task"]
+    with pytest.raises(ConfigError, match=r"data\.task: .*expected 'classification' \| 'regr"):
+        load_config(minimal_raw)
+    del minimal_raw["deploy"]
+    with pytest.raises(ConfigError, match=r"deploy: .*expected a mapping with keys .*name"):
         load_config(minimal_raw)
 
 

@@ -75,3 +75,28 @@ def test_coerce_inputs_checks_columns_and_types():
     with pytest.raises(BadRequest) as bad:
         coerce_inputs(pd.DataFrame({"age": ["old"], "purpose": ["car"]}), ["age"], ["purpose"])
     assert bad.value.field == "age" and "'old'" in bad.value.message
+
+
+def test_random_bodies_only_ever_raise_bad_request():
+    """A replica never crashes on input: every malformed body maps to a 4xx."""
+    import random
+
+    rng = random.Random(1)
+    atoms = [None, 1, -2.5, "x", "", True, [], {}, [1, "a"], {"a": [1]}, "1e400", float("nan")]
+
+    def value(depth: int = 0):
+        if depth > 2 or rng.random() < 0.5:
+            return rng.choice(atoms)
+        if rng.random() < 0.5:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        keys = [*COLS, "dataframe_split", "columns", "data", "inputs", "zzz"]
+        return {rng.choice(keys): value(depth + 1) for _ in range(rng.randint(0, 3))}
+
+    for _ in range(3000):
+        key = rng.choice(["dataframe_split", "dataframe_records", "instances", "inputs", "x"])
+        payload = {key: value()} if rng.random() < 0.9 else value()
+        try:
+            frame = parse_body(json.dumps(payload).encode(), "application/json", COLS)
+            coerce_inputs(frame, ["age"], ["purpose"])
+        except BadRequest as err:
+            assert 400 <= err.status < 500 and err.field
