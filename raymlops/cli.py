@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(status)
     status.add_argument("--config", default=None, help="take the lineage URL from it")
 
+    schema = sub.add_parser("schema", help="infer the expected schema from a trusted table")
+    _add_common(schema)
+    schema.add_argument("--data", required=True, help="trusted table (CSV/Parquet path or glob)")
+    schema.add_argument("--config", required=True, help="pipeline config (target, task, PII)")
+    schema.add_argument("--out", required=True, help="where to write the schema JSON; point "
+                        "data.validation.schema at it")
+
     drift = sub.add_parser("drift", help="a drift report between two tables (JSON + HTML)")
     _add_common(drift)
     drift.add_argument("--reference", required=True, help="reference table (CSV/Parquet)")
@@ -253,19 +260,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from raymlops._internal.io import read_local_table
+    from raymlops.config import load_config
+    from raymlops.data.schema import infer_schema
+
+    config = load_config(args.config)
+    ws = Workspace.at(args.workdir)
+    frame = read_local_table(ws.expand(args.data), key="--data")
+    schema = infer_schema(frame, config.data)
+    path = schema.save(Path(args.out))
+    text = (f"schema of {len(frame)} trusted rows: {len(schema.columns)} columns, "
+            f"labels {schema.labels}, {len(schema.categories)} category sets -> {path}")
+    _print(args, {**schema.model_dump(), "path": str(path)}, text)
+    return 0
+
+
 def cmd_drift(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from raymlops._internal.io import resolve_files
+    from raymlops._internal.io import read_local_table
     from raymlops.config import DriftConfig, load_config
     from raymlops.monitoring.drift import compute_drift, write_report
 
-    def read(pattern: str, key: str) -> pd.DataFrame:
-        files = resolve_files(pattern, key=key)
-        reader = pd.read_parquet if files[0].endswith((".parquet", ".pq")) else pd.read_csv
-        return pd.concat([reader(f) for f in files], ignore_index=True)
-
-    reference, current = read(args.reference, "--reference"), read(args.current, "--current")
+    reference = read_local_table(args.reference, key="--reference")
+    current = read_local_table(args.current, key="--current")
     drift_cfg, excluded = DriftConfig(), set()
     numeric = categorical = None
     if args.config:
@@ -296,7 +315,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "run": cmd_run, "lineage": cmd_lineage, "status": cmd_status,
-            "drift": cmd_drift}
+            "schema": cmd_schema, "drift": cmd_drift}
 
 
 def main(argv: list[str] | None = None) -> int:

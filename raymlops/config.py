@@ -38,10 +38,17 @@ class RangeRule(_Section):
 
 
 class ValidationConfig(_Section):
+    """Row rules quarantine rows; dataset rules (schema, counts, balance) fail the stage."""
+
     max_reject_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    schema_: str | None = Field(None, alias="schema")
     ranges: dict[str, RangeRule] = Field(default_factory=dict)
     allowed: dict[str, list[str]] = Field(default_factory=dict)
+    not_null: list[str] = Field(default_factory=list)
+    unique_id: bool = True
     min_rows: int = Field(10, ge=1)
+    max_rows: int | None = Field(None, ge=1)
+    min_class_fraction: float = Field(0.0, ge=0.0, lt=0.5)
 
 
 class SplitConfig(_Section):
@@ -190,7 +197,9 @@ def _section_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
     section = _section_at(model, loc)
-    return sorted(section.model_fields) if section is not None else None
+    if section is None:
+        return None
+    return sorted(f.alias or name for name, f in section.model_fields.items())
 
 
 def _expected_type(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
@@ -277,4 +286,4 @@ def _deep_copy(value: Any) -> Any:
 
 def config_snapshot(config: PipelineConfig) -> dict[str, Any]:
     """The config as plain JSON-able data (what MLflow and lineage record)."""
-    return config.model_dump(mode="json")
+    return config.model_dump(mode="json", by_alias=True)

@@ -241,18 +241,21 @@ class Pipeline:
                     "schema": ing.schema_, "pii": dict(data.pii)}, dataset_digest=ing.digest)
 
         val = self._stage("validate", ValidationResult, ing.model_dump(), lambda: validate(
-            data, snapshot=Path(ing.snapshot), numeric=ing.numeric,
+            data, snapshot=Path(ing.snapshot), schema=ing.schema_, numeric=ing.numeric,
             categorical=ing.categorical, run_dir=run_dir))
         self._event("validate", "data_validated", {
             "rows_in": val.rows_in, "rows_accepted": val.rows_accepted,
             "rows_quarantined": val.rows_quarantined, "reasons": val.reasons,
+            "class_balance": val.class_balance, "quarantine": val.quarantine,
             "report": val.report_json}, dataset_digest=ing.digest)
 
         prep = self._stage("preprocess", PreprocessResult, val.model_dump(), lambda: preprocess(
             accepted=Path(val.accepted), split=data.split,
             # a dropped PII id cannot key the split: rows are then hashed whole
             id_column=data.id_column if data.id_column in ing.schema_ else None,
-            numeric=ing.numeric, categorical=ing.categorical, run_dir=run_dir))
+            numeric=ing.numeric, categorical=ing.categorical,
+            generalized=[c for c, action in data.pii.items() if action == "generalize"],
+            run_dir=run_dir))
         self._event("preprocess", "features_fitted", {"rows": prep.rows,
                     "features": len(prep.feature_names), "path": prep.features},
                     dataset_digest=ing.digest)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from raymlops.errors import DataError
 
 if TYPE_CHECKING:
+    import pandas as pd
     import ray.data
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
@@ -43,6 +44,15 @@ def _kind(name: str) -> str:
     return "parquet" if name.lower().endswith((".parquet", ".pq")) else "csv"
 
 
+def read_local_table(pattern: str, *, key: str) -> pd.DataFrame:
+    """A table small enough for one process (reports, schemas, replays), read with pandas."""
+    import pandas as pd
+
+    files = resolve_files(pattern, key=key)
+    reader = pd.read_parquet if _kind(files[0]) == "parquet" else pd.read_csv
+    return pd.concat([reader(f) for f in files], ignore_index=True)
+
+
 def read_table(files: list[str]) -> ray.data.Dataset:
     import ray.data
 
@@ -62,12 +72,9 @@ def write_parquet_atomic(ds: ray.data.Dataset, target: Path) -> Path:
     return target
 
 
-def read_parquet_dir(path: Path, *, num_cpus: float | None = None) -> ray.data.Dataset:
-    """Read a Parquet folder; ``num_cpus`` sets the CPU request of each read task."""
+def read_parquet_dir(path: Path) -> ray.data.Dataset:
     import ray.data
 
     if not path.is_dir():
         raise DataError(f"{path} is missing; rerun the stage that writes it")
-    if num_cpus is None:
-        return ray.data.read_parquet(str(path))
-    return ray.data.read_parquet(str(path), num_cpus=num_cpus)
+    return ray.data.read_parquet(str(path))

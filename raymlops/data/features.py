@@ -89,6 +89,8 @@ class FittedFeatures:
     scales: dict[str, float] = field(default_factory=dict)
     indicators: list[str] = field(default_factory=list)
     vocab: dict[str, list[str]] = field(default_factory=dict)
+    #: PII columns generalized at ingest: raw values are generalized again at serving.
+    generalized: list[str] = field(default_factory=list)
 
     @property
     def input_columns(self) -> list[str]:
@@ -105,6 +107,11 @@ class FittedFeatures:
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw columns in, float32 feature matrix out. Extra columns are ignored."""
         n = len(frame)
+        if self.generalized:
+            from raymlops.data.privacy import generalize
+
+            frame = frame.assign(**{c: generalize(frame[c]) for c in self.generalized
+                                    if c in frame.columns})
         blocks: list[np.ndarray] = []
         if self.numeric:
             raw = np.column_stack([
@@ -220,8 +227,9 @@ def merge_partials(blobs: Iterable[str], numeric: list[str],
 
 
 def preprocess(*, accepted: Path, split: SplitConfig, id_column: str | None,
-               numeric: list[str], categorical: list[str], run_dir: Path) -> PreprocessResult:
-    from raymlops.data.validate import LABEL
+               numeric: list[str], categorical: list[str], generalized: list[str],
+               run_dir: Path) -> PreprocessResult:
+    from raymlops.data.rules import LABEL
 
     assigned = read_parquet_dir(accepted).map_batches(
         SplitAssigner(split, id_column, exclude=[LABEL]), batch_format="pandas"
@@ -233,6 +241,7 @@ def preprocess(*, accepted: Path, split: SplitConfig, id_column: str | None,
         paths[name] = write_parquet_atomic(part, run_dir / "data" / name)
         rows[name] = read_parquet_dir(paths[name]).count() if any(paths[name].iterdir()) else 0
     fitted = fit_features(read_parquet_dir(paths["train"]), numeric, categorical)
+    fitted.generalized = [c for c in generalized if c in fitted.input_columns]
     features_path = fitted.save(run_dir / "features.json")
     return PreprocessResult(train=str(paths["train"]), valid=str(paths["valid"]),
                             test=str(paths["test"]), features=str(features_path), rows=rows,

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from raymlops._internal.io import read_parquet_dir, read_table, write_parquet_atomic
 from raymlops.config import DataConfig
 from raymlops.data.privacy import PiiTransform
-from raymlops.errors import ConfigError, DataError
+from raymlops.errors import ConfigError, DataError, DataValidationError
 
 
 class IngestResult(BaseModel):
@@ -78,8 +78,8 @@ def infer_feature_types(schema: dict[str, str], data: DataConfig) -> tuple[list[
                       ("data.sensitive", data.sensitive)):
         missing = [c for c in cols or [] if c not in schema]
         if missing:
-            raise ConfigError(f"{key}: column(s) {missing} are not in the data; "
-                              f"columns are {sorted(schema)}")
+            raise DataValidationError(f"{key} names column(s) {missing} that the data does not "
+                                      f"have (renamed?); columns are {sorted(schema)}")
     numeric = list(data.numeric or [])
     categorical = list(data.categorical or [])
     for column, arrow_type in schema.items():

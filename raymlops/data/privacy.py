@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,19 +42,32 @@ def _hash_value(key: bytes, value: object) -> object:
     return hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()
 
 
-def _generalize(series: pd.Series) -> pd.Series:
-    numeric = pd.to_numeric(series, errors="coerce")
-    if series.notna().sum() and numeric.notna().sum() == series.notna().sum():
-        low = (numeric // 10 * 10).astype("Int64")
-        return low.map(lambda v: None if pd.isna(v) else f"{v}-{v + 9}").astype("string")
+_GENERALIZED = re.compile(r"^(-?\d+--?\d+|\*@.*|.?\*)$")
 
-    def coarse(value: object) -> object:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return None
-        text = str(value)
+
+def generalize_value(value: object) -> str | None:
+    """Decade band for a number, domain for an e-mail, first character otherwise.
+
+    Idempotent: a value that is already generalized stays as it is, so the serving path
+    can apply it to raw requests with the same code the ingest applied to the table.
+    """
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    text = str(value).strip()
+    if _GENERALIZED.match(text):
+        return text
+    try:
+        number = float(text)
+    except ValueError:
         return "*@" + text.split("@", 1)[1] if "@" in text else text[:1] + "*"
+    if not np.isfinite(number):
+        return None
+    low = int(number // 10 * 10)
+    return f"{low}-{low + 9}"
 
-    return series.map(coarse).astype("string")
+
+def generalize(series: pd.Series) -> pd.Series:
+    return series.map(generalize_value).astype("string")
 
 
 class PiiTransform:
@@ -76,5 +90,5 @@ class PiiTransform:
             elif action == "hash":
                 out[column] = out[column].map(lambda v: _hash_value(self._key, v)).astype("string")
             else:
-                out[column] = _generalize(out[column])
+                out[column] = generalize(out[column])
         return out

@@ -1,10 +1,13 @@
-"""Validate: check every row with Ray Data, quarantine the bad ones with a reason.
+"""Validate: judge the dataset, then every row with Ray Data; quarantine the bad rows.
 
-Accepted rows come out with normalized types (numbers as float64, categories as
-strings). Rows that fail go to a quarantine Parquet folder with a ``_reject_reason``
-column. ``rows_in == rows_accepted + rows_quarantined`` is checked and recorded; a
-reject rate above ``data.validation.max_reject_fraction`` fails the stage after the
-report is written.
+Dataset rules come first: the expected schema (names, types), which makes rows
+impossible to judge when it fails. Then a pass over all rows finds ids that occur more
+than once, and a second pass applies the row rules (``raymlops.data.rules``). Accepted
+rows come out with normalized types; rejected rows go to a quarantine Parquet folder
+with a ``_reject_reason`` column. ``rows_in == rows_accepted + rows_quarantined`` is
+checked and recorded. The stage fails, after writing its report, when the reject rate
+passes ``data.validation.max_reject_fraction``, when the row count is out of bounds, or
+when the minority class is rarer than ``min_class_fraction``.
 """
 
 from __future__ import annotations
@@ -15,16 +18,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
 from raymlops._internal.io import read_parquet_dir, write_parquet_atomic
 from raymlops.config import DataConfig
+from raymlops.data.rules import LABEL, REASON, RowChecker
+from raymlops.data.schema import ExpectedSchema, compare
 from raymlops.errors import DataValidationError
-
-REASON = "_reject_reason"
-LABEL = "_label"
 
 
 class ValidationResult(BaseModel):
@@ -34,89 +35,9 @@ class ValidationResult(BaseModel):
     rows_accepted: int
     rows_quarantined: int
     reasons: dict[str, int]
+    class_balance: dict[str, float]
     report_json: str
     report_html: str
-
-
-def encode_label(values: pd.Series, data: DataConfig) -> tuple[pd.Series, pd.Series]:
-    """Return (numeric label, reason-or-None) for each row."""
-    reasons = pd.Series([None] * len(values), index=values.index, dtype=object)
-    missing = values.isna()
-    reasons[missing] = f"target {data.target!r} is missing"
-    if data.task == "regression":
-        label = pd.to_numeric(values, errors="coerce")
-        bad = label.isna() & ~missing
-        reasons[bad] = f"target {data.target!r} is not a number"
-        return label.astype("float64"), reasons
-    if data.positive_label is not None:
-        text = values.astype(str)
-        label = (text == str(data.positive_label)).astype("float64")
-        return label.where(~missing), reasons
-    text = values.astype(str).str.strip().str.lower()
-    mapping = {"0": 0.0, "1": 1.0, "0.0": 0.0, "1.0": 1.0, "false": 0.0, "true": 1.0}
-    label = text.map(mapping)
-    bad = label.isna() & ~missing
-    reasons[bad] = (f"target {data.target!r} is not 0/1 or true/false; "
-                    "set data.positive_label for other label values")
-    return label.astype("float64"), reasons
-
-
-def _flag(mask: pd.Series, reason: str) -> pd.Series:
-    """A reason where ``mask`` holds, None elsewhere."""
-    out = pd.Series([None] * len(mask), index=mask.index, dtype=object)
-    out[mask.to_numpy(dtype=bool)] = reason
-    return out
-
-
-class RowChecker:
-    """Batch function: adds the reject reason and the encoded label, normalizes types."""
-
-    def __init__(self, data: DataConfig, numeric: list[str], categorical: list[str]) -> None:
-        self.data = data
-        self.numeric = numeric
-        self.categorical = categorical
-
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        out = batch.copy()
-        problems: list[pd.Series] = []
-        label, label_reason = encode_label(out[self.data.target], self.data)
-        out[LABEL] = label
-        problems.append(label_reason)
-        rules = self.data.validation
-        for col in self.numeric:
-            raw = out[col]
-            number = pd.to_numeric(raw, errors="coerce").astype("float64")
-            bad = number.isna() & raw.notna()
-            problems.append(_flag(bad, f"column {col!r} is not a number"))
-            out[col] = number
-            rule = rules.ranges.get(col)
-            if rule is not None:
-                low = number < rule.min if rule.min is not None else pd.Series(False, out.index)
-                high = number > rule.max if rule.max is not None else pd.Series(False, out.index)
-                problems.append(_flag(low | high,
-                                      f"column {col!r} outside [{rule.min}, {rule.max}]"))
-        for col in self.categorical:
-            raw = out[col]
-            out[col] = raw.map(_category).astype("string")
-            allowed = rules.allowed.get(col)
-            if allowed is not None:
-                bad = out[col].notna() & ~out[col].isin(allowed)
-                problems.append(_flag(bad, f"column {col!r} has a value outside the allowed set"))
-        reasons = pd.Series([None] * len(out), index=out.index, dtype=object)
-        for series in problems:
-            has = series.notna()
-            reasons[has] = np.where(reasons[has].isna(), series[has],
-                                    reasons[has].astype(str) + "; " + series[has].astype(str))
-        out[REASON] = reasons
-        return out
-
-
-def _category(value: object) -> str | None:
-    """Categories as stripped strings; empty strings (how CSV writes a hole) are missing."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 def _accepted(batch: pd.DataFrame) -> pd.DataFrame:
@@ -127,69 +48,110 @@ def _rejected(batch: pd.DataFrame) -> pd.DataFrame:
     return batch[batch[REASON].notna()]
 
 
-def _reason_counts(batch: pd.DataFrame) -> pd.DataFrame:
-    counts = Counter()  # type: Counter[str]
+def _partials(batch: pd.DataFrame) -> pd.DataFrame:
+    counts: Counter[str] = Counter()
     for reason in batch[REASON].dropna():
         for part in str(reason).split("; "):
             counts[part] += 1
+    good = batch[REASON].isna()
+    labels = batch.loc[good, LABEL].value_counts()
     return pd.DataFrame({"counts": [json.dumps(counts)], "rows": [len(batch)],
-                         "bad": [int(batch[REASON].notna().sum())]})
+                         "labels": [json.dumps({str(k): int(v) for k, v in labels.items()})]})
 
 
-def validate(data: DataConfig, *, snapshot: Path, numeric: list[str], categorical: list[str],
-             run_dir: Path) -> ValidationResult:
-    checked = read_parquet_dir(snapshot).map_batches(
-        RowChecker(data, numeric, categorical), batch_format="pandas"
-    ).materialize()
-    partials = checked.map_batches(_reason_counts, batch_format="pandas").to_pandas()
+def duplicate_ids(ds: Any, id_column: str) -> list[str]:
+    """Ids that occur more than once anywhere in the dataset (one Ray Data groupby)."""
+
+    def repeated(batch: pd.DataFrame) -> pd.DataFrame:
+        count = next(c for c in batch.columns if c != id_column)
+        return batch.loc[batch[count] > 1, [id_column]]
+
+    counts = ds.select_columns([id_column]).groupby(id_column).count()
+    frame = counts.map_batches(repeated, batch_format="pandas").to_pandas()
+    return frame[id_column].astype(str).tolist() if len(frame) else []
+
+
+def validate(data: DataConfig, *, snapshot: Path, schema: dict[str, str], numeric: list[str],
+             categorical: list[str], run_dir: Path) -> ValidationResult:
+    rules = data.validation
+    out_dir = run_dir / "data"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    expected = ExpectedSchema.load(Path(rules.schema_)) if rules.schema_ else None
+    if expected is not None:
+        problems = compare(expected, schema, ignore=set(data.pii))
+        if problems:
+            failed: dict[str, Any] = {"verdict": "fail", "stage": "schema", "problems": problems,
+                      "expected": expected.model_dump(), "actual": schema}
+            json_path, _ = _write_reports(failed, out_dir)
+            raise DataValidationError(f"validation failed before any row was judged: "
+                                      f"{'; '.join(problems)}. Report: {json_path}")
+    ds = read_parquet_dir(snapshot)
+    dups: list[str] = []
+    if rules.unique_id and data.id_column and data.id_column in schema:
+        dups = duplicate_ids(ds, data.id_column)
+    allowed = {**(expected.categories if expected else {}), **rules.allowed}
+    checker = RowChecker(data, numeric, categorical, allowed=allowed,
+                         labels=expected.labels if expected else None, duplicate_ids=dups)
+    checked = ds.map_batches(checker, batch_format="pandas").materialize()
+    partials = checked.map_batches(_partials, batch_format="pandas").to_pandas()
     rows_in = int(partials["rows"].sum())
     reasons: Counter[str] = Counter()
-    for blob in partials["counts"]:
+    labels: Counter[str] = Counter()
+    for blob, label_blob in zip(partials["counts"], partials["labels"], strict=True):
         reasons.update(json.loads(blob))
-    out_dir = run_dir / "data"
+        labels.update(json.loads(label_blob))
     accepted_dir = write_parquet_atomic(checked.map_batches(_accepted, batch_format="pandas"),
                                         out_dir / "accepted")
     quarantine_dir = write_parquet_atomic(checked.map_batches(_rejected, batch_format="pandas"),
                                           out_dir / "quarantine")
-    rows_accepted = _count(accepted_dir)
-    rows_quarantined = _count(quarantine_dir)
-    balanced = rows_in == rows_accepted + rows_quarantined
-    fraction = rows_quarantined / rows_in if rows_in else 1.0
-    bound = data.validation.max_reject_fraction
-    verdict = "pass"
-    problems = []
-    if not balanced:
-        problems.append(f"row accounting is off: {rows_in} in, {rows_accepted} accepted, "
-                        f"{rows_quarantined} quarantined")
-    if fraction > bound:
-        problems.append(f"{fraction:.1%} of rows were quarantined, above "
-                        f"data.validation.max_reject_fraction={bound:.1%}")
-    if rows_accepted < data.validation.min_rows:
-        problems.append(f"only {rows_accepted} rows passed, below "
-                        f"data.validation.min_rows={data.validation.min_rows}")
-    if problems:
-        verdict = "fail"
-    report = {
-        "verdict": verdict, "problems": problems, "rows_in": rows_in,
+    rows_accepted, rows_quarantined = _count(accepted_dir), _count(quarantine_dir)
+    total = sum(labels.values())
+    balance = {k: v / total for k, v in sorted(labels.items())} if total else {}
+    problems = _dataset_problems(data, rows_in, rows_accepted, rows_quarantined, balance)
+    report: dict[str, Any] = {
+        "verdict": "fail" if problems else "pass", "problems": problems, "rows_in": rows_in,
         "rows_accepted": rows_accepted, "rows_quarantined": rows_quarantined,
-        "reject_fraction": fraction, "max_reject_fraction": bound,
-        "reasons": dict(reasons.most_common()), "quarantine": str(quarantine_dir),
+        "reject_fraction": rows_quarantined / rows_in if rows_in else 1.0,
+        "max_reject_fraction": rules.max_reject_fraction, "duplicate_ids": len(dups),
+        "class_balance": balance, "reasons": dict(reasons.most_common()),
+        "quarantine": str(quarantine_dir),
+        "schema": "checked against " + str(rules.schema_) if expected else "not configured",
     }
-    report_json = out_dir / "validation.json"
-    report_json.write_text(json.dumps(report, indent=2))
-    report_html = out_dir / "validation.html"
-    report_html.write_text(_html(report))
+    json_path, html_path = _write_reports(report, out_dir)
     if problems:
         top = ", ".join(f"{r} ({n})" for r, n in reasons.most_common(3))
-        raise DataValidationError(
-            f"validation failed: {'; '.join(problems)}. Top reasons: {top or 'none'}. "
-            f"Report: {report_json}"
-        )
+        raise DataValidationError(f"validation failed: {'; '.join(problems)}. "
+                                  f"Top reasons: {top or 'none'}. Report: {json_path}")
     return ValidationResult(
         accepted=str(accepted_dir), quarantine=str(quarantine_dir), rows_in=rows_in,
-        rows_accepted=rows_accepted, rows_quarantined=rows_quarantined,
-        reasons=dict(reasons), report_json=str(report_json), report_html=str(report_html),
-    )
+        rows_accepted=rows_accepted, rows_quarantined=rows_quarantined, reasons=dict(reasons),
+        class_balance=balance, report_json=str(json_path), report_html=str(html_path))
+
+
+def _dataset_problems(data: DataConfig, rows_in: int, accepted: int, quarantined: int,
+                      balance: dict[str, float]) -> list[str]:
+    rules = data.validation
+    problems = []
+    if rows_in != accepted + quarantined:
+        problems.append(f"row accounting is off: {rows_in} in, {accepted} accepted, "
+                        f"{quarantined} quarantined")
+    fraction = quarantined / rows_in if rows_in else 1.0
+    if fraction > rules.max_reject_fraction:
+        problems.append(f"{fraction:.1%} of rows were quarantined, above "
+                        f"data.validation.max_reject_fraction={rules.max_reject_fraction:.1%}")
+    if accepted < rules.min_rows:
+        problems.append(f"only {accepted} rows passed, below data.validation.min_rows="
+                        f"{rules.min_rows}")
+    if rules.max_rows is not None and rows_in > rules.max_rows:
+        problems.append(f"{rows_in} rows exceed data.validation.max_rows={rules.max_rows}")
+    if data.task == "classification" and accepted:
+        minority = min(balance.values()) if len(balance) > 1 else 0.0
+        if len(balance) < 2:
+            problems.append(f"the label has one class only ({list(balance)}): nothing to learn")
+        elif minority < rules.min_class_fraction:
+            problems.append(f"the rarest class is {minority:.2%} of rows, below "
+                            f"data.validation.min_class_fraction={rules.min_class_fraction:.2%}")
+    return problems
 
 
 def _count(path: Path) -> int:
@@ -198,15 +160,20 @@ def _count(path: Path) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in sorted(path.glob("*.parquet")))
 
 
-def _html(report: dict[str, Any]) -> str:
+def _write_reports(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    json_path = out_dir / "validation.json"
+    json_path.write_text(json.dumps(report, indent=2, default=str))
+    html_path = out_dir / "validation.html"
     rows = "".join(f"<tr><td>{html.escape(r)}</td><td>{n}</td></tr>"
-                   for r, n in report["reasons"].items())
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Validation report</title></head>"
-        f"<body><h1>Validation: {report['verdict']}</h1>"
-        f"<p>{report['rows_in']} rows in, {report['rows_accepted']} accepted, "
-        f"{report['rows_quarantined']} quarantined ({report['reject_fraction']:.2%}; "
-        f"bound {report['max_reject_fraction']:.2%}).</p>"
+                   for r, n in report.get("reasons", {}).items())
+    counts = ""
+    if "rows_in" in report:
+        counts = (f"<p>{report['rows_in']} rows in, {report['rows_accepted']} accepted, "
+                  f"{report['rows_quarantined']} quarantined ({report['reject_fraction']:.2%}; "
+                  f"bound {report['max_reject_fraction']:.2%}).</p>")
+    html_path.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>Validation report</title>"
+        f"</head><body><h1>Validation: {report['verdict']}</h1>{counts}"
         + "".join(f"<p><b>{html.escape(p)}</b></p>" for p in report["problems"])
-        + f"<table border=1><tr><th>reason</th><th>rows</th></tr>{rows}</table></body></html>"
-    )
+        + f"<table border=1><tr><th>reason</th><th>rows</th></tr>{rows}</table></body></html>")
+    return json_path, html_path

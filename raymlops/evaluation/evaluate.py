@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from raymlops._internal.io import read_parquet_dir
 from raymlops.config import PipelineConfig
-from raymlops.data.validate import LABEL
+from raymlops.data.rules import LABEL
 from raymlops.evaluation import gates, metrics
 
 SCORE = "_score"

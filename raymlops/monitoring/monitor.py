@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from raymlops._internal.io import resolve_files
+from raymlops._internal.io import read_local_table
 from raymlops.config import PipelineConfig
 from raymlops.monitoring import drift
 from raymlops.monitoring.replay import replay
@@ -42,13 +42,6 @@ def read_capture(directory: Path, since: float | None = None) -> pd.DataFrame:
     return frame
 
 
-def _read_table(pattern: str) -> pd.DataFrame:
-    files = resolve_files(pattern, key="monitor.replay.source")
-    if files[0].endswith((".parquet", ".pq")):
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-
-
 def monitor(config: PipelineConfig, *, workspace: Workspace, run_dir: Path, endpoint: str,
             versions: list[str], reference_dir: Path, numeric: list[str],
             categorical: list[str], timeout_s: float = 60.0) -> MonitorResult:
@@ -59,7 +52,7 @@ def monitor(config: PipelineConfig, *, workspace: Workspace, run_dir: Path, endp
     expected = 0
     spec = config.monitor.replay
     if spec is not None:
-        table = _read_table(workspace.expand(spec.source))
+        table = read_local_table(workspace.expand(spec.source), key="monitor.replay.source")
         drop = [c for c in (config.data.target,) if c in table.columns]
         rows = table.drop(columns=drop).head(spec.rows)
         result = replay(endpoint, rows, concurrency=spec.concurrency)

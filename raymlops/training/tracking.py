@@ -90,8 +90,8 @@ def start_training_run(experiment_id: str, run_id: str, config: PipelineConfig,
 
 def log_training(mlflow_run_id: str, *, params: dict[str, Any], history: dict[str, Any],
                  final: dict[str, Any], config: PipelineConfig, seeds: dict[str, int],
-                 dataset: dict[str, Any]) -> None:
-    """Params, per-round metrics, config snapshot, packages and the dataset input."""
+                 dataset: dict[str, Any], reports: tuple[Path, ...] = ()) -> None:
+    """Params, per-round metrics, config snapshot, packages, data reports, dataset input."""
     import mlflow
     from mlflow.entities import Metric, Param
 
@@ -113,9 +113,13 @@ def log_training(mlflow_run_id: str, *, params: dict[str, Any], history: dict[st
                 if isinstance(v, int | float) and k not in seen]
     client.log_batch(mlflow_run_id, metrics=metrics,
                      params=[Param(k, str(v)[:6000]) for k, v in flat.items()])
-    client.log_dict(mlflow_run_id, config.model_dump(mode="json"), "config/pipeline.json")
+    client.log_dict(mlflow_run_id, config.model_dump(mode="json", by_alias=True),
+                    "config/pipeline.json")
     client.log_dict(mlflow_run_id, package_versions(), "environment/packages.json")
     client.log_dict(mlflow_run_id, dataset, "data/dataset.json")
+    for report in reports:
+        if report.exists():
+            client.log_artifact(mlflow_run_id, str(report), "data")
     with mlflow.start_run(run_id=mlflow_run_id):
         frame = mlflow.data.from_pandas(  # type: ignore[attr-defined]
             pd.DataFrame({"digest": [dataset["digest"]]}), source=dataset["source"],

@@ -26,11 +26,6 @@ from raymlops.training.xgboost_loop import (
 
 log = logging.getLogger(__name__)
 
-#: CPU request of the Ray Data tasks that feed the training workers. The workers hold
-#: their own CPUs while these run; with a full 1-CPU request the feed could not be
-#: scheduled beside them on a small node whose Serve replicas hold fractions of a CPU.
-FEED_CPUS = 0.25
-
 
 class TrainResult(BaseModel):
     mlflow_run_id: str
@@ -69,9 +64,12 @@ def fit_on_ray(config: PipelineConfig, *, train_dir: Path, valid_dir: Path, fitt
     from ray.train.xgboost import XGBoostTrainer
 
     to_features = ToFeatures(fitted)
+    # Materialized before the trainer starts: XGBoost holds its whole DMatrix in memory
+    # anyway, and a feed that still had to read files would need CPUs that the training
+    # workers hold. On a small node whose Serve replicas keep fractions of a CPU, Ray
+    # Data's file-listing task (1 CPU) then never gets scheduled, and training hangs.
     datasets: dict[str, Any] = {
-        name: read_parquet_dir(path, num_cpus=FEED_CPUS).map_batches(
-            to_features, batch_format="pandas", num_cpus=FEED_CPUS)
+        name: read_parquet_dir(path).map_batches(to_features, batch_format="pandas").materialize()
         for name, path in (("train", train_dir), ("valid", valid_dir))
     }
     trainer = XGBoostTrainer(
@@ -128,7 +126,8 @@ def train(config: PipelineConfig, *, run_id: str, run_dir: Path, storage: Path,
                                                      "early_stopping_rounds": early},
                               history=history, final=final, config=config,
                               seeds={"train": config.train.seed, "split": config.data.split.seed},
-                              dataset=dataset)
+                              dataset=dataset, reports=(run_dir / "data" / "validation.json",
+                                                        run_dir / "data" / "validation.html"))
         example = _input_example([valid_dir, train_dir], fitted.input_columns)
         meta = {"task": config.data.task, "framework": config.train.framework,
                 "feature_names": fitted.feature_names, "target": config.data.target,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raymlops.data.validate import LABEL
+from raymlops.data.rules import LABEL
 
 MODEL_FILE = "model.ubj"
 HISTORY_FILE = "history.json"

@@ -50,6 +50,8 @@ def test_model_is_in_the_registry_with_aliases(ws):
     assert float(run.data.metrics["test_roc_auc"]) > 0.65
     assert run.data.tags["raymlops.dataset_digest"].startswith("sha256:")
     assert len(client.get_metric_history(run.info.run_id, "valid_auc")) == 150
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "data")}
+    assert {"data/validation.json", "data/validation.html", "data/dataset.json"} <= logged
 
 
 def test_endpoint_answers_real_http_with_the_version_header(demo_run, production_rows):

@@ -35,7 +35,7 @@ def assert_one_line(result: subprocess.CompletedProcess[str]) -> str:
 def test_help_lists_every_command(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("demo", "run", "lineage", "status", "drift"):
+    for command in ("demo", "run", "lineage", "status", "schema", "drift"):
         assert command in result.stdout
 
 

@@ -89,7 +89,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_config(scalar)
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "minimal.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "minimal.yaml", "churn.yaml"])
 def test_shipped_configs_load(name):
     load_config(ROOT / "configs" / name)
 

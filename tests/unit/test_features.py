@@ -50,3 +50,26 @@ def test_split_is_stable_per_id_whatever_the_batching():
     assert whole.tolist() == pieces.tolist()
     shares = whole.value_counts(normalize=True)
     assert 0.17 < shares["test"] < 0.23 and 0.08 < shares["valid"] < 0.12
+
+
+def test_generalized_pii_columns_are_generalized_again_at_serving():
+    from raymlops.data.privacy import generalize
+
+    train = pd.DataFrame({"birth_year": generalize(pd.Series([1961, 1975, 1978, 1990]))})
+    fitted = fit_frames([train], [], ["birth_year"])
+    fitted.generalized = ["birth_year"]
+    raw_request = pd.DataFrame({"birth_year": [1977]})
+    already = pd.DataFrame({"birth_year": ["1970-1979"]})
+    vector = fitted.transform_frame(raw_request).iloc[0]
+    assert vector["birth_year=1970-1979"] == 1.0 and vector[f"birth_year={UNKNOWN}"] == 0.0
+    np.testing.assert_array_equal(fitted.transform(raw_request), fitted.transform(already))
+
+
+def test_generalize_is_idempotent():
+    from raymlops.data.privacy import generalize_value
+
+    for raw in (1977, "1977", "ana@example.com", "Zoe", -3):
+        once = generalize_value(raw)
+        assert generalize_value(once) == once
+    assert generalize_value("ana@example.com") == "*@example.com"
+    assert generalize_value(-3) == "-10--1"
