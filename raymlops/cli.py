@@ -223,7 +223,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     for step in chain["steps"]:
         payload = step["payload"]
         detail = {
-            "dataset_ingested": lambda p: f"{p.get('rows')} rows from {p.get('files')}",
+            "dataset_ingested": lambda p: f"{p.get('rows')} rows from {p.get('source')}",
             "data_validated": lambda p: f"{p.get('rows_accepted')} accepted, "
                                         f"{p.get('rows_quarantined')} quarantined",
             "features_fitted": lambda p: f"{p.get('features')} features, split {p.get('rows')}",

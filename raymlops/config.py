@@ -65,6 +65,8 @@ class SplitConfig(_Section):
 
 class DataConfig(_Section):
     source: str = Field(min_length=1)
+    query: str | None = None
+    table: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
     target: str = Field(min_length=1)
     task: Task
     id_column: str | None = None

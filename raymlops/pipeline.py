@@ -186,10 +186,10 @@ class Pipeline:
 
     # -- the run ------------------------------------------------------------------------
     def run(self) -> RunSummary:
-        from raymlops._internal.io import resolve_files
+        from raymlops.data.sources import resolve_source
 
         cfg = self.config
-        files = resolve_files(self.workspace.expand(cfg.data.source), key="data.source")
+        source = resolve_source(cfg.data, self.workspace.expand)
         self._preflight()
         self.workspace.ensure()
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +198,7 @@ class Pipeline:
                  self.workspace.root)
         started_ray = init_ray(self.address)
         try:
-            summary = self._run_stages(files)
+            summary = self._run_stages(source)
         except Exception as exc:
             rejected = isinstance(exc, GateRejectedError)
             self.store.finish_run(self.run_id, "rejected" if rejected else "failed",
@@ -222,9 +222,9 @@ class Pipeline:
         if not attaching:
             check_port(self.config.deploy)
 
-    def _run_stages(self, files: list[str]) -> RunSummary:
+    def _run_stages(self, source: Any) -> RunSummary:
         from raymlops.data.features import PreprocessResult, preprocess
-        from raymlops.data.ingest import IngestResult, ingest, source_fingerprint
+        from raymlops.data.ingest import IngestResult, ingest
         from raymlops.data.privacy import load_pii_key
         from raymlops.data.validate import ValidationResult, validate
         from raymlops.evaluation.evaluate import EvaluationResult, evaluate
@@ -235,10 +235,11 @@ class Pipeline:
         cfg, ws, run_dir = self.config, self.workspace, self.run_dir
         data = cfg.data
 
-        ing = self._stage("ingest", IngestResult, source_fingerprint(files), lambda: ingest(
-            data, files=files, run_dir=run_dir, pii_key=load_pii_key(ws.root)))
-        self._event("ingest", "dataset_ingested", {"files": files, "rows": ing.rows,
-                    "schema": ing.schema_, "pii": dict(data.pii)}, dataset_digest=ing.digest)
+        ing = self._stage("ingest", IngestResult, source.fingerprint(), lambda: ingest(
+            data, source=source, run_dir=run_dir, pii_key=load_pii_key(ws.root)))
+        self._event("ingest", "dataset_ingested", {"source": ing.source, "rows": ing.rows,
+                    "schema": ing.schema_, "pii": dict(data.pii), "profile": ing.profile},
+                    dataset_digest=ing.digest)
 
         val = self._stage("validate", ValidationResult, ing.model_dump(), lambda: validate(
             data, snapshot=Path(ing.snapshot), schema=ing.schema_, numeric=ing.numeric,
@@ -262,8 +263,9 @@ class Pipeline:
 
         uri = tracking.tracking_uri(cfg, ws)
         experiment_id = tracking.setup_experiment(cfg, ws)
-        dataset = {"digest": ing.digest, "rows": ing.rows, "source": ",".join(files)[:500],
-                   "name": f"{cfg.project}-{Path(files[0]).stem}", "schema": ing.schema_}
+        dataset = {"digest": ing.digest, "rows": ing.rows, "source": ing.source,
+                   "name": f"{cfg.project}-{source.name()}", "schema": ing.schema_,
+                   "profile": ing.profile}
         trained = self._stage("train", TrainResult, prep.model_dump(), lambda: train(
             cfg, run_id=self.run_id, run_dir=run_dir, storage=ws.root / "ray_results",
             experiment_id=experiment_id, train_dir=Path(prep.train), valid_dir=Path(prep.valid),

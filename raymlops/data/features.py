@@ -166,7 +166,12 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_=.\-]", "_", name)
 
 
-class _Partials:
+class PartialStats:
+    """Batch function: one row of JSON partial statistics per batch (merged by the driver).
+
+    Numbers: [count, sum, sum of squares, nulls, min, max]; categories: value counts.
+    """
+
     def __init__(self, numeric: list[str], categorical: list[str]) -> None:
         self.numeric = numeric
         self.categorical = categorical
@@ -177,8 +182,9 @@ class _Partials:
             values = pd.to_numeric(batch[col], errors="coerce").to_numpy(dtype="float64",
                                                                          na_value=np.nan)
             ok = values[~np.isnan(values)]
+            low, high = (float(ok.min()), float(ok.max())) if len(ok) else (None, None)
             stats["num"][col] = [len(ok), float(ok.sum()), float((ok * ok).sum()),
-                                 int(len(values) - len(ok))]
+                                 int(len(values) - len(ok)), low, high]
         for col in self.categorical:
             counts = batch[col].map(lambda v: MISSING if pd.isna(v) else str(v)).value_counts()
             stats["cat"][col] = {str(k): int(v) for k, v in counts.items()}
@@ -187,14 +193,14 @@ class _Partials:
 
 def fit_features(train: Any, numeric: list[str], categorical: list[str]) -> FittedFeatures:
     """Fit on a Ray Dataset in one pass of per-batch partial statistics."""
-    parts = train.map_batches(_Partials(numeric, categorical), batch_format="pandas").to_pandas()
+    parts = train.map_batches(PartialStats(numeric, categorical), batch_format="pandas").to_pandas()
     return merge_partials(parts["stats"], numeric, categorical)
 
 
 def fit_frames(frames: Iterable[pd.DataFrame], numeric: list[str],
                categorical: list[str]) -> FittedFeatures:
     """The same fit over in-memory batches (no Ray): what ``fit_features`` does per block."""
-    partials = _Partials(numeric, categorical)
+    partials = PartialStats(numeric, categorical)
     return merge_partials([partials(f)["stats"].iloc[0] for f in frames], numeric, categorical)
 
 
@@ -204,7 +210,7 @@ def merge_partials(blobs: Iterable[str], numeric: list[str],
     counts: dict[str, Counter[str]] = {c: Counter() for c in categorical}
     for blob in blobs:
         stats = json.loads(blob)
-        for col, (n, s, sq, nulls) in stats["num"].items():
+        for col, (n, s, sq, nulls, *_) in stats["num"].items():
             acc = sums[col]
             acc[0] += n
             acc[1] += s

@@ -17,25 +17,23 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel
 
-from raymlops._internal.io import read_parquet_dir, read_table, write_parquet_atomic
+from raymlops._internal.io import read_parquet_dir, write_parquet_atomic
 from raymlops.config import DataConfig
 from raymlops.data.privacy import PiiTransform
+from raymlops.data.profile import profile_dataset
+from raymlops.data.sources import Source
 from raymlops.errors import ConfigError, DataError, DataValidationError
 
 
 class IngestResult(BaseModel):
-    source_files: list[str]
+    source: str
     snapshot: str
     rows: int
     digest: str
     schema_: dict[str, str]
     numeric: list[str]
     categorical: list[str]
-
-
-def source_fingerprint(files: list[str]) -> list[tuple[str, int, float]]:
-    """What identifies the source files cheaply (path, size, mtime): part of the input digest."""
-    return [(f, Path(f).stat().st_size, Path(f).stat().st_mtime) for f in files]
+    profile: dict[str, Any]
 
 
 def _row_hash_partials(batch: pd.DataFrame) -> pd.DataFrame:
@@ -96,14 +94,19 @@ def infer_feature_types(schema: dict[str, str], data: DataConfig) -> tuple[list[
     return numeric, categorical
 
 
-def ingest(data: DataConfig, *, files: list[str], run_dir: Path, pii_key: bytes) -> IngestResult:
-    ds = read_table(files)
+def ingest(data: DataConfig, *, source: Source, run_dir: Path, pii_key: bytes) -> IngestResult:
+    ds = source.read()
     try:
         schema = ds.schema()
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
-        raise DataError(f"data.source: cannot read {files[0]}: {exc}") from None
+        raise DataError(f"data.source: cannot read {source.describe()}: {exc}") from None
+    except Exception as exc:  # a database driver's own error types
+        if not source.is_sql:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"data.source: cannot read {source.describe()}: {first}") from None
     if schema is None:
-        raise DataError(f"data.source: {files} holds no rows")
+        raise DataError(f"data.source: {source.describe()} holds no rows")
     names = list(schema.names)
     for key, column in (("data.target", data.target), ("data.id_column", data.id_column)):
         if column is not None and column not in names:
@@ -116,14 +119,13 @@ def ingest(data: DataConfig, *, files: list[str], run_dir: Path, pii_key: bytes)
     snapshot = write_parquet_atomic(ds, run_dir / "data" / "snapshot")
     digest, rows = dataset_digest(snapshot)
     if rows == 0:
-        raise DataError(f"data.source: {files} holds no rows")
+        raise DataError(f"data.source: {source.describe()} holds no rows")
     out_schema = read_parquet_dir(snapshot).schema()
     types: dict[str, str] = {n: str(t) for n, t in zip(out_schema.names, out_schema.types,
                                                         strict=True)}
     numeric, categorical = infer_feature_types(types, data)
-    return IngestResult(source_files=files, snapshot=str(snapshot), rows=rows, digest=digest,
-                        schema_=types, numeric=numeric, categorical=categorical)
+    profile = profile_dataset(read_parquet_dir(snapshot), numeric, categorical)
+    return IngestResult(source=source.describe(), snapshot=str(snapshot), rows=rows, digest=digest,
+                        schema_=types, numeric=numeric, categorical=categorical, profile=profile)
 
 
-def describe(result: IngestResult) -> dict[str, Any]:
-    return {"rows": result.rows, "digest": result.digest, "files": len(result.source_files)}

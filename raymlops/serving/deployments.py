@@ -111,6 +111,11 @@ class ModelVersion:
         self.capture.add(captured)
         return {"predictions": predictions.tolist(), "version": self.version}
 
+    def features(self, frame: pd.DataFrame) -> list[list[float]]:
+        """The feature vectors this replica feeds its model (for train/serve skew checks)."""
+        inputs = coerce_inputs(frame, self.numeric, self.categorical)
+        return self.model.features.transform(inputs).tolist()
+
     def flush(self) -> int:
         return self.capture.flush()
 

@@ -42,7 +42,7 @@ class ToFeatures:
         self.fitted = fitted
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        return self.fitted.transform_frame(batch, keep=[LABEL])
+        return self.fitted.transform_frame(batch, keep=[LABEL] if LABEL in batch else [])
 
 
 def scaling_config(config: PipelineConfig) -> Any:

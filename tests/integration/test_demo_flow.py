@@ -175,3 +175,35 @@ def test_status_command_reports_the_live_split(ws, demo_run):
     rows = _cli_json("status", "--workdir", str(ws.root))
     assert rows == [{**rows[0], "model": "demo-lending", "version": "1",
                      "weights": {"1": 100.0}, "live": True}]
+
+
+def test_training_and_serving_paths_build_identical_feature_vectors(ws, demo_run,
+                                                                   production_rows):
+    """No train/serve skew: the Ray Data training transform and a live replica agree."""
+    import numpy as np
+    import ray.data
+    from ray import serve
+
+    from raymlops.data.features import FittedFeatures
+    from raymlops.training.train import ToFeatures
+
+    run_dir = ws.run_dir(demo_run["summary"]["run_id"])
+    fitted = FittedFeatures.load(run_dir / "features.json")
+    rows = production_rows.head(200)
+    training_path = ray.data.from_pandas(rows).map_batches(
+        ToFeatures(fitted), batch_format="pandas").to_pandas()[fitted.feature_names]
+    replica = serve.get_deployment_handle("demo-lending-v1", app_name="demo-lending")
+    serving_path = np.array(replica.features.remote(rows).result(timeout_s=60))
+    assert serving_path.shape == (200, len(fitted.feature_names))
+    np.testing.assert_array_equal(training_path.to_numpy(), serving_path)
+
+
+def test_dataset_profile_is_recorded_in_lineage_and_mlflow(ws, demo_run):
+    chain = chain_for(LineageStore(ws.lineage_url), "demo-lending", "1")
+    profile = chain["steps"][0]["payload"]["profile"]
+    assert profile["income"]["kind"] == "number" and profile["income"]["nulls"] > 0
+    assert profile["purpose"]["distinct"] == 6
+    run_id = mlflow.MlflowClient().get_model_version("demo-lending", "1").run_id
+    dataset = mlflow.artifacts.load_dict(f"runs:/{run_id}/data/dataset.json")
+    assert dataset["digest"] == chain["dataset_digest"]
+    assert dataset["profile"]["credit_score"]["min"] >= 300

@@ -98,3 +98,14 @@ def test_packaged_demo_config_is_the_repo_one():
     packaged = ROOT / "raymlops" / "_resources" / "demo.yaml"
     assert yaml.safe_load(packaged.read_text()) == yaml.safe_load(
         (ROOT / "configs" / "demo.yaml").read_text())
+
+
+def test_sql_source_needs_a_query_or_table(minimal_raw):
+    from raymlops.data.sources import resolve_source
+
+    minimal_raw["data"]["source"] = "sqlite:///x.db"
+    with pytest.raises(ConfigError, match=r"data\.query"):
+        resolve_source(load_config(minimal_raw).data, str)
+    minimal_raw["data"]["table"] = "loans; DROP TABLE x"
+    with pytest.raises(ConfigError, match=r"data\.table"):
+        load_config(minimal_raw)
