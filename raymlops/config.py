@@ -67,6 +67,7 @@ class DataConfig(_Section):
     source: str = Field(min_length=1)
     query: str | None = None
     table: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
+    incremental: bool = False
     target: str = Field(min_length=1)
     task: Task
     id_column: str | None = None
@@ -75,6 +76,8 @@ class DataConfig(_Section):
     sensitive: list[str] = Field(default_factory=list)
     pii: dict[str, PiiAction] = Field(default_factory=dict)
     positive_label: str | int | None = None
+    pii_key_env: str = Field("RAYMLOPS_PII_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    clip: dict[str, RangeRule] = Field(default_factory=dict)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
 

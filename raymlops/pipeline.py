@@ -196,6 +196,15 @@ class Pipeline:
         resumed = not self.store.start_run(self.run_id, cfg.project, config_snapshot(cfg))
         log.info("run %s %s (workdir %s)", self.run_id, "resumed" if resumed else "started",
                  self.workspace.root)
+        if cfg.data.incremental:
+            source = self._new_files_only(source)
+            if source is None:
+                log.info("run %s: no new files under %s since the watermark; nothing to do",
+                         self.run_id, cfg.data.source)
+                self.store.finish_run(self.run_id, "no_new_data")
+                summary = RunSummary(run_id=self.run_id, status="no_new_data")
+                self._write_summary(summary)
+                return summary
         started_ray = init_ray(self.address)
         try:
             summary = self._run_stages(source)
@@ -211,8 +220,31 @@ class Pipeline:
                 import ray
 
                 ray.shutdown()
+        if cfg.data.incremental:
+            self.store.advance_watermark(self._watermark_key(), source.fingerprint(), self.run_id)
         self.store.finish_run(self.run_id, "succeeded")
         return summary
+
+    def _watermark_key(self) -> str:
+        return f"{self.config.project}:{self.config.data.source}"
+
+    def _new_files_only(self, source: Any) -> Any:
+        """The files no successful run ingested yet; a resumed run keeps its own choice.
+
+        The watermark advances only when a run succeeds, so the files of a failed run are
+        picked up again by the next one.
+        """
+        from raymlops.data.sources import Source
+
+        earlier = self.store.get_stage(self.run_id, "ingest")
+        if earlier is not None:
+            return Source(files=tuple(earlier.outputs["files"]))
+        seen = self.store.ingested_files(self._watermark_key())
+        new = [path for path, size, mtime in source.fingerprint()
+               if (path, size, mtime) not in seen]
+        log.info("watermark: %d of %d files under %s are new", len(new), len(source.files),
+                 self.config.data.source)
+        return Source(files=tuple(new)) if new else None
 
     def _preflight(self) -> None:
         """Fail in seconds, not after training, when a fresh local cluster cannot serve."""
@@ -236,7 +268,8 @@ class Pipeline:
         data = cfg.data
 
         ing = self._stage("ingest", IngestResult, source.fingerprint(), lambda: ingest(
-            data, source=source, run_dir=run_dir, pii_key=load_pii_key(ws.root)))
+            data, source=source, run_dir=run_dir,
+            pii_key=load_pii_key(ws.root, data.pii_key_env)))
         self._event("ingest", "dataset_ingested", {"source": ing.source, "rows": ing.rows,
                     "schema": ing.schema_, "pii": dict(data.pii), "profile": ing.profile},
                     dataset_digest=ing.digest)
@@ -256,7 +289,7 @@ class Pipeline:
             id_column=data.id_column if data.id_column in ing.schema_ else None,
             numeric=ing.numeric, categorical=ing.categorical,
             generalized=[c for c, action in data.pii.items() if action == "generalize"],
-            run_dir=run_dir))
+            clip={c: [r.min, r.max] for c, r in data.clip.items()}, run_dir=run_dir))
         self._event("preprocess", "features_fitted", {"rows": prep.rows,
                     "features": len(prep.feature_names), "path": prep.features},
                     dataset_digest=ing.digest)

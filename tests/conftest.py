@@ -37,7 +37,12 @@ def minimal_raw() -> dict:
 def ray_session():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    # 4 logical CPUs on the 2-core machine: the session keeps several Serve apps alive
+    # across test modules, each holding fractions of a CPU, and Ray Data tasks (file
+    # listing, reads) ask for a whole CPU. With num_cpus=2 a later module's reads could
+    # never be scheduled. A single `raymlops run` never meets this: it serves only after
+    # its last data and training stage.
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
              logging_level=logging.WARNING)
     from raymlops.pipeline import _quiet_ray
 

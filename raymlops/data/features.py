@@ -91,6 +91,8 @@ class FittedFeatures:
     vocab: dict[str, list[str]] = field(default_factory=dict)
     #: PII columns generalized at ingest: raw values are generalized again at serving.
     generalized: list[str] = field(default_factory=list)
+    #: Optional clipping bounds per numeric column, applied before imputation and scaling.
+    clip: dict[str, list[float | None]] = field(default_factory=dict)
 
     @property
     def input_columns(self) -> list[str]:
@@ -118,6 +120,11 @@ class FittedFeatures:
                 pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
                 for c in self.numeric
             ])
+            for j, column in enumerate(self.numeric):
+                if column in self.clip:
+                    low, high = self.clip[column]
+                    raw[:, j] = np.clip(raw[:, j], -np.inf if low is None else low,
+                                        np.inf if high is None else high)
             means = np.array([self.means[c] for c in self.numeric])
             scales = np.array([self.scales[c] for c in self.numeric])
             missing = np.isnan(raw)
@@ -172,15 +179,21 @@ class PartialStats:
     Numbers: [count, sum, sum of squares, nulls, min, max]; categories: value counts.
     """
 
-    def __init__(self, numeric: list[str], categorical: list[str]) -> None:
+    def __init__(self, numeric: list[str], categorical: list[str],
+                 clip: dict[str, list[float | None]] | None = None) -> None:
         self.numeric = numeric
         self.categorical = categorical
+        self.clip = clip or {}
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         stats: dict[str, Any] = {"num": {}, "cat": {}}
         for col in self.numeric:
             values = pd.to_numeric(batch[col], errors="coerce").to_numpy(dtype="float64",
                                                                          na_value=np.nan)
+            if col in self.clip:
+                bound_low, bound_high = self.clip[col]
+                values = np.clip(values, -np.inf if bound_low is None else bound_low,
+                                 np.inf if bound_high is None else bound_high)
             ok = values[~np.isnan(values)]
             low, high = (float(ok.min()), float(ok.max())) if len(ok) else (None, None)
             stats["num"][col] = [len(ok), float(ok.sum()), float((ok * ok).sum()),
@@ -191,17 +204,27 @@ class PartialStats:
         return pd.DataFrame({"stats": [json.dumps(stats)]})
 
 
-def fit_features(train: Any, numeric: list[str], categorical: list[str]) -> FittedFeatures:
-    """Fit on a Ray Dataset in one pass of per-batch partial statistics."""
-    parts = train.map_batches(PartialStats(numeric, categorical), batch_format="pandas").to_pandas()
-    return merge_partials(parts["stats"], numeric, categorical)
+def fit_features(train: Any, numeric: list[str], categorical: list[str],
+                 clip: dict[str, list[float | None]] | None = None) -> FittedFeatures:
+    """Fit on a Ray Dataset in one pass of per-batch partial statistics.
+
+    With ``clip``, the statistics are those of the clipped values, as the transform sees them.
+    """
+    stats = PartialStats(numeric, categorical, clip or {})
+    parts = train.map_batches(stats, batch_format="pandas").to_pandas()
+    fitted = merge_partials(parts["stats"], numeric, categorical)
+    fitted.clip = dict(clip or {})
+    return fitted
 
 
-def fit_frames(frames: Iterable[pd.DataFrame], numeric: list[str],
-               categorical: list[str]) -> FittedFeatures:
+def fit_frames(frames: Iterable[pd.DataFrame], numeric: list[str], categorical: list[str],
+               clip: dict[str, list[float | None]] | None = None) -> FittedFeatures:
     """The same fit over in-memory batches (no Ray): what ``fit_features`` does per block."""
-    partials = PartialStats(numeric, categorical)
-    return merge_partials([partials(f)["stats"].iloc[0] for f in frames], numeric, categorical)
+    partials = PartialStats(numeric, categorical, clip or {})
+    fitted = merge_partials([partials(f)["stats"].iloc[0] for f in frames], numeric,
+                            categorical)
+    fitted.clip = dict(clip or {})
+    return fitted
 
 
 def merge_partials(blobs: Iterable[str], numeric: list[str],
@@ -234,7 +257,7 @@ def merge_partials(blobs: Iterable[str], numeric: list[str],
 
 def preprocess(*, accepted: Path, split: SplitConfig, id_column: str | None,
                numeric: list[str], categorical: list[str], generalized: list[str],
-               run_dir: Path) -> PreprocessResult:
+               clip: dict[str, list[float | None]], run_dir: Path) -> PreprocessResult:
     from raymlops.data.rules import LABEL
 
     assigned = read_parquet_dir(accepted).map_batches(
@@ -246,7 +269,8 @@ def preprocess(*, accepted: Path, split: SplitConfig, id_column: str | None,
         part = assigned.map_batches(_only(name), batch_format="pandas")
         paths[name] = write_parquet_atomic(part, run_dir / "data" / name)
         rows[name] = read_parquet_dir(paths[name]).count() if any(paths[name].iterdir()) else 0
-    fitted = fit_features(read_parquet_dir(paths["train"]), numeric, categorical)
+    fitted = fit_features(read_parquet_dir(paths["train"]), numeric, categorical,
+                          {c: b for c, b in clip.items() if c in numeric})
     fitted.generalized = [c for c in generalized if c in fitted.input_columns]
     features_path = fitted.save(run_dir / "features.json")
     return PreprocessResult(train=str(paths["train"]), valid=str(paths["valid"]),

@@ -27,6 +27,7 @@ from raymlops.errors import ConfigError, DataError, DataValidationError
 
 class IngestResult(BaseModel):
     source: str
+    files: list[str]
     snapshot: str
     rows: int
     digest: str
@@ -125,7 +126,8 @@ def ingest(data: DataConfig, *, source: Source, run_dir: Path, pii_key: bytes) -
                                                         strict=True)}
     numeric, categorical = infer_feature_types(types, data)
     profile = profile_dataset(read_parquet_dir(snapshot), numeric, categorical)
-    return IngestResult(source=source.describe(), snapshot=str(snapshot), rows=rows, digest=digest,
-                        schema_=types, numeric=numeric, categorical=categorical, profile=profile)
+    return IngestResult(source=source.describe(), files=list(source.files),
+                        snapshot=str(snapshot), rows=rows, digest=digest, schema_=types,
+                        numeric=numeric, categorical=categorical, profile=profile)
 
 

@@ -22,9 +22,10 @@ import pandas as pd
 PII_KEY_ENV = "RAYMLOPS_PII_KEY"
 
 
-def load_pii_key(workdir: Path) -> bytes:
-    """The HMAC key: ``RAYMLOPS_PII_KEY`` if set, else ``<workdir>/pii.key`` (made once)."""
-    from_env = os.environ.get(PII_KEY_ENV)
+def load_pii_key(workdir: Path, env_var: str = PII_KEY_ENV) -> bytes:
+    """The HMAC key: the variable ``data.pii_key_env`` names (``RAYMLOPS_PII_KEY`` by
+    default) if set, else ``<workdir>/pii.key``, made once with mode 0600."""
+    from_env = os.environ.get(env_var)
     if from_env:
         return from_env.encode()
     path = workdir / "pii.key"

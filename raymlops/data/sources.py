@@ -82,6 +82,9 @@ class _ConnectionFactory:
 def resolve_source(data: DataConfig, expand: Any) -> Source:
     """Turn ``data.source`` (+ ``data.query`` / ``data.table``) into a readable Source."""
     source = expand(data.source)
+    if is_sql_url(source) and data.incremental:
+        raise ConfigError("data.incremental: incremental ingestion follows new files; it does "
+                          "not apply to a SQL source")
     if is_sql_url(source):
         if not (data.query or data.table):
             raise ConfigError("data.query: a SQL source needs data.query or data.table")

@@ -76,6 +76,20 @@ class EventRow(_Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class WatermarkRow(_Base):
+    """Files a successful run ingested, per watermark key (project + source)."""
+
+    __tablename__ = "raymlops_watermarks"
+    __table_args__ = (UniqueConstraint("key", "path", "size", "mtime", name="uq_watermark_file"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(512), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    mtime: Mapped[float] = mapped_column(Float)
+    run_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 @dataclass(frozen=True)
 class StageRecord:
     run_id: str
@@ -173,6 +187,21 @@ class LineageStore:
                 s.add(row)
             row.input_digest, row.outputs = input_digest, outputs
             row.started_at, row.finished_at, row.duration_s = started_at, utcnow(), duration_s
+
+    # -- watermarks (incremental ingestion) ----------------------------------------------
+    def ingested_files(self, key: str) -> set[tuple[str, int, float]]:
+        with Session(self.engine) as s:
+            rows = s.scalars(select(WatermarkRow).where(WatermarkRow.key == key))
+            return {(r.path, r.size, r.mtime) for r in rows}
+
+    def advance_watermark(self, key: str, files: list[tuple[str, int, float]],
+                          run_id: str) -> None:
+        known = self.ingested_files(key)
+        with Session(self.engine) as s, s.begin():
+            for path, size, mtime in files:
+                if (path, size, mtime) not in known:
+                    s.add(WatermarkRow(key=key, path=path, size=size, mtime=mtime,
+                                       run_id=run_id, at=utcnow()))
 
     # -- events -----------------------------------------------------------------------
     def add_event(self, run_id: str, stage: str, kind: str, payload: dict[str, Any], *,

@@ -24,7 +24,10 @@ pytestmark = pytest.mark.integration
 def ws(demo_run) -> Workspace:
     workspace = Workspace.at(demo_run["workdir"])
     mlflow.set_tracking_uri(workspace.mlflow_uri)
-    return workspace
+    yield workspace
+    from ray import serve
+
+    serve.delete("demo-lending")  # the other modules do not need it
 
 
 @pytest.fixture(scope="module")
@@ -123,14 +126,16 @@ def test_drift_report_flags_the_known_drift_on_captured_traffic(demo_run):
 def test_raw_emails_never_reach_disk_or_mlflow(ws, demo_run):
     raw = pd.read_csv(ws.demo_data_dir / "train.csv")[demo.ID_COLUMN].head(200).tolist()
     run_dir = ws.run_dir(demo_run["summary"]["run_id"])
+    ray_logs = Path("/tmp/ray/session_latest/logs")
+    files = [ws.root / "mlflow.db", ws.root / "lineage.db"]  # params, tags, lineage events
+    for folder in (run_dir, ws.artifacts_dir, ws.capture_dir, ws.root / "logs", ray_logs):
+        files += [p for p in folder.rglob("*") if p.is_file()]  # reports, quarantine, logs
     scanned = 0
-    for folder in (run_dir, ws.artifacts_dir, ws.capture_dir):
-        for path in folder.rglob("*"):
-            if path.is_file():
-                blob = path.read_bytes()
-                scanned += 1
-                assert not any(email.encode() in blob for email in raw), path
-    assert scanned > 10
+    for path in files:
+        blob = path.read_bytes()
+        scanned += 1
+        assert not any(email.encode() in blob for email in raw), path
+    assert scanned > 50
 
 
 def test_rerun_with_the_same_run_id_reuses_stages_and_version(ws, demo_run, serve_port):

@@ -73,3 +73,13 @@ def test_generalize_is_idempotent():
         assert generalize_value(once) == once
     assert generalize_value("ana@example.com") == "*@example.com"
     assert generalize_value(-3) == "-10--1"
+
+
+def test_optional_clipping_bounds_values_before_scaling():
+    frame = pd.DataFrame({"income": [10.0, 20.0, 30.0, 1000.0]})
+    fitted = fit_frames([frame], ["income"], [], clip={"income": [None, 40.0]})
+    assert fitted.means["income"] == 25.0  # fitted on the clipped values
+    outlier = fitted.transform(pd.DataFrame({"income": [5000.0]}))[0, 0]
+    at_bound = fitted.transform(pd.DataFrame({"income": [40.0]}))[0, 0]
+    assert outlier == at_bound
+    assert FittedFeatures.from_json(fitted.to_json()).clip == {"income": [None, 40.0]}

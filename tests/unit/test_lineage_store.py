@@ -73,3 +73,13 @@ def test_events_link_dataset_run_model_and_deployment(store):
 def test_unreachable_database_is_a_clear_retryable_error():
     with pytest.raises(RetryableError, match="cannot reach the lineage store"):
         LineageStore("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_watermark_remembers_ingested_files_per_key(store):
+    key = f"p:{uuid.uuid4().hex[:6]}"
+    assert store.ingested_files(key) == set()
+    store.advance_watermark(key, [("/in/a.csv", 10, 1.5), ("/in/b.csv", 20, 2.5)], "r1")
+    store.advance_watermark(key, [("/in/b.csv", 20, 2.5), ("/in/c.csv", 5, 3.0)], "r2")
+    assert store.ingested_files(key) == {("/in/a.csv", 10, 1.5), ("/in/b.csv", 20, 2.5),
+                                         ("/in/c.csv", 5, 3.0)}
+    assert store.ingested_files("other") == set()
