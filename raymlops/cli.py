@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    from raymlops.pipeline import set_ray_auth_mode
+    from raymlops._internal.ray_runtime import set_ray_auth_mode
 
     set_ray_auth_mode()
     try:

@@ -23,19 +23,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from raymlops._internal.ray_runtime import init_ray, ray_running
 from raymlops.config import PipelineConfig, config_snapshot
-from raymlops.errors import GateRejectedError
+from raymlops.errors import DataValidationError, GateRejectedError
 from raymlops.lineage.store import LineageStore
 from raymlops.workspace import Workspace, new_run_id
 
 log = logging.getLogger("raymlops.pipeline")
 
 T = TypeVar("T", bound=BaseModel)
-
-#: Ray token authentication is on by default for clusters started by ``ray.init()``;
-#: processes that attach later need the same mode, so the driver always sets it.
-DEFAULT_RAY_AUTH_MODE = "token"
-
 
 #: The config sections each stage reads. A stage's input digest covers these and its
 #: upstream outputs, so changing ``monitor`` does not retrain, and changing ``data``
@@ -84,46 +80,6 @@ def _paths_exist(outputs: dict[str, Any]) -> bool:
         if isinstance(value, str) and value.startswith("/") and not Path(value).exists():
             return False
     return True
-
-
-def set_ray_auth_mode() -> None:
-    """Make ``RAY_AUTH_MODE`` explicit. Ray reads it when imported, so this only sets it
-    while Ray is not imported yet; otherwise the mode Ray already read stays in force."""
-    import sys
-
-    if "RAY_AUTH_MODE" not in os.environ and "ray" not in sys.modules:
-        os.environ["RAY_AUTH_MODE"] = DEFAULT_RAY_AUTH_MODE
-
-
-def _ray_running() -> bool:
-    """Whether this process is connected to Ray, without importing Ray to find out."""
-    import sys
-
-    return "ray" in sys.modules and bool(sys.modules["ray"].is_initialized())
-
-
-def init_ray(address: str | None) -> bool:
-    """Start or join Ray; returns True when this call started it (and so should stop it)."""
-    set_ray_auth_mode()
-    if _ray_running():
-        return False
-    import ray
-
-    ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
-             log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)
-    _quiet_ray()
-    return True
-
-
-def _quiet_ray() -> None:
-    import sys
-
-    import ray.data
-
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = sys.stderr.isatty() and not os.environ.get("CI")
-    for name in ("ray.data", "ray.train", "ray.tune", "ray.serve"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class Pipeline:
@@ -250,7 +206,7 @@ class Pipeline:
         """Fail in seconds, not after training, when a fresh local cluster cannot serve."""
         from raymlops.serving.deploy import check_port
 
-        attaching = self.address or os.environ.get("RAY_ADDRESS") or _ray_running()
+        attaching = self.address or os.environ.get("RAY_ADDRESS") or ray_running()
         if not attaching:
             check_port(self.config.deploy)
 
@@ -274,9 +230,18 @@ class Pipeline:
                     "schema": ing.schema_, "pii": dict(data.pii), "profile": ing.profile},
                     dataset_digest=ing.digest)
 
-        val = self._stage("validate", ValidationResult, ing.model_dump(), lambda: validate(
-            data, snapshot=Path(ing.snapshot), schema=ing.schema_, numeric=ing.numeric,
-            categorical=ing.categorical, run_dir=run_dir))
+        try:
+            val = self._stage("validate", ValidationResult, ing.model_dump(), lambda: validate(
+                data, snapshot=Path(ing.snapshot), schema=ing.schema_, numeric=ing.numeric,
+                categorical=ing.categorical, run_dir=run_dir))
+        except DataValidationError as exc:
+            reports = [run_dir / "data" / "validation.json", run_dir / "data" / "validation.html"]
+            blocked = tracking.log_blocked_data(tracking.setup_experiment(cfg, ws), self.run_id,
+                                                cfg, reports, str(exc))
+            log.warning("data blocked before training: %s (MLflow run %s)", exc, blocked)
+            self._event("validate", "data_blocked", {"reason": str(exc), "mlflow_run_id": blocked,
+                        "report": str(reports[0])}, dataset_digest=ing.digest)
+            raise
         self._event("validate", "data_validated", {
             "rows_in": val.rows_in, "rows_accepted": val.rows_accepted,
             "rows_quarantined": val.rows_quarantined, "reasons": val.reasons,

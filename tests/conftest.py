@@ -44,9 +44,9 @@ def ray_session():
     # its last data and training stage.
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
              logging_level=logging.WARNING)
-    from raymlops.pipeline import _quiet_ray
+    from raymlops._internal.ray_runtime import quiet_ray
 
-    _quiet_ray()
+    quiet_ray()
     yield ray
     from ray import serve
 

@@ -128,6 +128,23 @@ def log_training(mlflow_run_id: str, *, params: dict[str, Any], history: dict[st
         mlflow.log_input(frame, context="training")
 
 
+def log_blocked_data(experiment_id: str, run_id: str, config: PipelineConfig,
+                     reports: list[Path], reason: str) -> str:
+    """An MLflow run that records a dataset blocked by validation, with its reports."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    run = client.create_run(experiment_id, run_name=f"{config.deploy.name}-{run_id}-blocked",
+                            tags={RUN_TAG: run_id, "raymlops.project": config.project,
+                                  "raymlops.stage": "validate",
+                                  "raymlops.blocked_reason": reason[:5000]})
+    for report in reports:
+        if report.exists():
+            client.log_artifact(run.info.run_id, str(report), "data")
+    client.set_terminated(run.info.run_id, status="FAILED")
+    return str(run.info.run_id)
+
+
 def log_model(mlflow_run_id: str, *, features_path: Path, booster_path: Path,
               meta: dict[str, Any], example: pd.DataFrame) -> str:
     """Log the pyfunc model (signature + input example); returns its model URI."""

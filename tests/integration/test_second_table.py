@@ -83,6 +83,15 @@ def poisoned(churn, tmp_path, frame: pd.DataFrame, **overrides):
         pipeline.run()
     report = json.loads((pipeline.run_dir / "data" / "validation.json").read_text())
     assert not (pipeline.run_dir / "model").exists()  # blocked before training
+    blocked = pipeline.store.events(run_id=pipeline.run_id, kind="data_blocked")
+    assert len(blocked) == 1
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    mlflow_run = client.get_run(blocked[0].payload["mlflow_run_id"])
+    assert mlflow_run.info.status == "FAILED"
+    assert {a.path for a in client.list_artifacts(mlflow_run.info.run_id, "data")} == {
+        "data/validation.json", "data/validation.html"}
     return str(err.value), report
 
 

@@ -1,0 +1,52 @@
+"""Starting or joining Ray from the driver, with the settings this project relies on."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+#: Ray token authentication is on by default for clusters started by ``ray.init()``;
+#: processes that attach later need the same mode, so the driver always sets it.
+DEFAULT_RAY_AUTH_MODE = "token"
+
+
+def set_ray_auth_mode() -> None:
+    """Make ``RAY_AUTH_MODE`` explicit. Ray reads it when imported, so this only sets it
+    while Ray is not imported yet; otherwise the mode Ray already read stays in force."""
+    import sys
+
+    if "RAY_AUTH_MODE" not in os.environ and "ray" not in sys.modules:
+        os.environ["RAY_AUTH_MODE"] = DEFAULT_RAY_AUTH_MODE
+
+
+def ray_running() -> bool:
+    """Whether this process is connected to Ray, without importing Ray to find out."""
+    import sys
+
+    return "ray" in sys.modules and bool(sys.modules["ray"].is_initialized())
+
+
+def init_ray(address: str | None) -> bool:
+    """Start or join Ray; returns True when this call started it (and so should stop it)."""
+    set_ray_auth_mode()
+    if ray_running():
+        return False
+    import ray
+
+    ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+             log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)
+    quiet_ray()
+    return True
+
+
+def quiet_ray() -> None:
+    import sys
+
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = sys.stderr.isatty() and not os.environ.get("CI")
+    for name in ("ray.data", "ray.train", "ray.tune", "ray.serve"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
