@@ -36,7 +36,7 @@ def utcnow() -> datetime:
 
 
 class _Base(DeclarativeBase):
-    pass
+    """Declarative base of the lineage tables."""
 
 
 class RunRow(_Base):
