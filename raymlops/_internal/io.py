@@ -72,6 +72,24 @@ def write_parquet_atomic(ds: ray.data.Dataset, target: Path) -> Path:
     return target
 
 
+def count_rows(path: Path) -> int:
+    """Rows in a Parquet folder, from the files' metadata (no data read, no Ray job)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in sorted(path.glob("*.parquet")))
+
+
+def parquet_schema(path: Path) -> dict[str, str]:
+    """Column name -> Arrow type of a Parquet folder, from its first file's footer."""
+    import pyarrow.parquet as pq
+
+    files = sorted(path.glob("*.parquet"))
+    if not files:
+        return {}
+    schema = pq.read_schema(files[0])
+    return {name: str(schema.field(name).type) for name in schema.names}
+
+
 def read_parquet_dir(path: Path) -> ray.data.Dataset:
     import ray.data
 

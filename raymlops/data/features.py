@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from raymlops._internal.io import read_parquet_dir, write_parquet_atomic
+from raymlops._internal.io import count_rows, read_parquet_dir, write_parquet_atomic
 from raymlops.config import SplitConfig
 
 MISSING = "__missing__"
@@ -268,7 +268,7 @@ def preprocess(*, accepted: Path, split: SplitConfig, id_column: str | None,
     for name in ("train", "valid", "test"):
         part = assigned.map_batches(_only(name), batch_format="pandas")
         paths[name] = write_parquet_atomic(part, run_dir / "data" / name)
-        rows[name] = read_parquet_dir(paths[name]).count() if any(paths[name].iterdir()) else 0
+        rows[name] = count_rows(paths[name])
     fitted = fit_features(read_parquet_dir(paths["train"]), numeric, categorical,
                           {c: b for c, b in clip.items() if c in numeric})
     fitted.generalized = [c for c in generalized if c in fitted.input_columns]

@@ -17,10 +17,16 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel
 
-from raymlops._internal.io import read_parquet_dir, write_parquet_atomic
+from raymlops._internal.io import (
+    count_rows,
+    parquet_schema,
+    read_parquet_dir,
+    write_parquet_atomic,
+)
 from raymlops.config import DataConfig
+from raymlops.data.features import PartialStats
 from raymlops.data.privacy import PiiTransform
-from raymlops.data.profile import profile_dataset
+from raymlops.data.profile import merge_profile
 from raymlops.data.sources import Source
 from raymlops.errors import ConfigError, DataError, DataValidationError
 
@@ -37,36 +43,45 @@ class IngestResult(BaseModel):
     profile: dict[str, Any]
 
 
-def _row_hash_partials(batch: pd.DataFrame) -> pd.DataFrame:
+def _row_hashes(batch: pd.DataFrame) -> tuple[int, int, int]:
+    """(rows, sum of row hashes, sum of mixed row hashes), both sums modulo 2**64."""
     frame = batch[sorted(batch.columns)]
     normalized = frame.apply(
         lambda s: s.astype("float64") if pd.api.types.is_numeric_dtype(s) else s.astype(str)
     )
     hashes = pd.util.hash_pandas_object(normalized, index=False).to_numpy(dtype=np.uint64)
     mixed = hashes * np.uint64(0x9E3779B97F4A7C15)
-    return pd.DataFrame(
-        {
-            "rows": [len(frame)],
-            "sum": [int(hashes.sum(dtype=np.uint64))],
-            "mixed": [int(mixed.sum(dtype=np.uint64))],
-        }
-    )
+    return len(frame), int(hashes.sum(dtype=np.uint64)), int(mixed.sum(dtype=np.uint64))
 
 
-def dataset_digest(path: Path) -> tuple[str, int]:
-    """An order- and split-independent content digest of a Parquet folder, and its row count.
+class _VersionPartials:
+    """Batch function: the digest's row hashes and the profile's statistics in one pass."""
 
-    Each row is hashed (numbers normalized to float64), and the hashes are summed modulo
-    2**64 twice with different mixing; the schema and the row count are part of the digest.
+    def __init__(self, numeric: list[str], categorical: list[str]) -> None:
+        self.stats = PartialStats(numeric, categorical)
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        rows, total, mixed = _row_hashes(batch)
+        return pd.DataFrame({"rows": [rows], "sum": [total], "mixed": [mixed],
+                             "stats": [self.stats(batch)["stats"].iloc[0]]})
+
+
+def version_dataset(path: Path, schema: dict[str, str], numeric: list[str],
+                    categorical: list[str]) -> tuple[str, dict[str, Any]]:
+    """The content digest and the profile of a Parquet folder, in one pass over it.
+
+    The digest does not depend on row order or on how rows are split across files: each
+    row is hashed (numbers normalized to float64), the hashes are summed modulo 2**64
+    twice with different mixing, and the column names and row count are hashed in too.
     """
-    ds = read_parquet_dir(path)
-    parts = ds.map_batches(_row_hash_partials, batch_format="pandas").to_pandas()
-    rows = int(parts["rows"].sum()) if len(parts) else 0
-    total = int(parts["sum"].map(int).sum()) % 2**64 if len(parts) else 0
-    mixed = int(parts["mixed"].map(int).sum()) % 2**64 if len(parts) else 0
-    schema = sorted(ds.schema().names) if rows else []
-    payload = json.dumps({"columns": schema, "rows": rows, "sum": total, "mixed": mixed})
-    return "sha256:" + hashlib.sha256(payload.encode()).hexdigest(), rows
+    parts = read_parquet_dir(path).map_batches(
+        _VersionPartials(numeric, categorical), batch_format="pandas").to_pandas()
+    rows = int(parts["rows"].sum())
+    total = int(parts["sum"].map(int).sum()) % 2**64
+    mixed = int(parts["mixed"].map(int).sum()) % 2**64
+    payload = json.dumps({"columns": sorted(schema), "rows": rows, "sum": total, "mixed": mixed})
+    digest = "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
+    return digest, merge_profile([str(b) for b in parts["stats"]])
 
 
 def infer_feature_types(schema: dict[str, str], data: DataConfig) -> tuple[list[str], list[str]]:
@@ -118,14 +133,12 @@ def ingest(data: DataConfig, *, source: Source, run_dir: Path, pii_key: bytes) -
     if data.pii:
         ds = ds.map_batches(PiiTransform(data.pii, pii_key), batch_format="pandas")
     snapshot = write_parquet_atomic(ds, run_dir / "data" / "snapshot")
-    digest, rows = dataset_digest(snapshot)
+    rows = count_rows(snapshot)
     if rows == 0:
         raise DataError(f"data.source: {source.describe()} holds no rows")
-    out_schema = read_parquet_dir(snapshot).schema()
-    types: dict[str, str] = {n: str(t) for n, t in zip(out_schema.names, out_schema.types,
-                                                        strict=True)}
+    types = parquet_schema(snapshot)
     numeric, categorical = infer_feature_types(types, data)
-    profile = profile_dataset(read_parquet_dir(snapshot), numeric, categorical)
+    digest, profile = version_dataset(snapshot, types, numeric, categorical)
     return IngestResult(source=source.describe(), files=list(source.files),
                         snapshot=str(snapshot), rows=rows, digest=digest, schema_=types,
                         numeric=numeric, categorical=categorical, profile=profile)

@@ -1,4 +1,4 @@
-"""A dataset profile: a per-column summary, computed in one pass of partial statistics."""
+"""A dataset profile: a per-column summary, merged from per-batch ``PartialStats``."""
 
 from __future__ import annotations
 
@@ -7,16 +7,7 @@ import math
 from collections import Counter
 from typing import Any
 
-from raymlops.data.features import PartialStats
-
 TOP_VALUES = 10
-
-
-def profile_dataset(ds: Any, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
-    """Count, nulls, mean, std, min and max per number; distinct values and the top ones
-    per category. ``ds`` is a Ray Dataset; the work happens in its ``map_batches``."""
-    parts = ds.map_batches(PartialStats(numeric, categorical), batch_format="pandas").to_pandas()
-    return merge_profile([str(b) for b in parts["stats"]])
 
 
 def merge_profile(blobs: list[str]) -> dict[str, Any]:

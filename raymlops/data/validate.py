@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from raymlops._internal.io import read_parquet_dir, write_parquet_atomic
+from raymlops._internal.io import count_rows, read_parquet_dir, write_parquet_atomic
 from raymlops.config import DataConfig
 from raymlops.data.rules import LABEL, REASON, RowChecker
 from raymlops.data.schema import ExpectedSchema, compare
@@ -104,7 +104,7 @@ def validate(data: DataConfig, *, snapshot: Path, schema: dict[str, str], numeri
                                         out_dir / "accepted")
     quarantine_dir = write_parquet_atomic(checked.map_batches(_rejected, batch_format="pandas"),
                                           out_dir / "quarantine")
-    rows_accepted, rows_quarantined = _count(accepted_dir), _count(quarantine_dir)
+    rows_accepted, rows_quarantined = count_rows(accepted_dir), count_rows(quarantine_dir)
     total = sum(labels.values())
     balance = {k: v / total for k, v in sorted(labels.items())} if total else {}
     problems = _dataset_problems(data, rows_in, rows_accepted, rows_quarantined, balance)
@@ -152,12 +152,6 @@ def _dataset_problems(data: DataConfig, rows_in: int, accepted: int, quarantined
             problems.append(f"the rarest class is {minority:.2%} of rows, below "
                             f"data.validation.min_class_fraction={rules.min_class_fraction:.2%}")
     return problems
-
-
-def _count(path: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in sorted(path.glob("*.parquet")))
 
 
 def _write_reports(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
