@@ -80,6 +80,7 @@ def run_ray(data_dir: Path, out_dir: Path, object_store: int | None = None,
     ray.data.DataContext.get_current().enable_progress_bars = False
     init_seconds = time.perf_counter() - init_start
 
+    from raymlops._internal.io import read_parquet
     from raymlops.config import load_config
     from raymlops.data.features import fit_features
     from raymlops.data.rules import REASON, RowChecker
@@ -92,12 +93,12 @@ def run_ray(data_dir: Path, out_dir: Path, object_store: int | None = None,
     def accepted(batch):  # type: ignore[no-untyped-def]
         return batch[batch[REASON].isna()].drop(columns=[REASON])
 
-    source = ray.data.read_parquet(files).map_batches(checker, batch_format="pandas")
+    source = read_parquet(files).map_batches(checker, batch_format="pandas")
     clean = source.map_batches(accepted, batch_format="pandas")
     fitted = fit_features(clean, NUMERIC, CATEGORICAL)
     fit_seconds = time.perf_counter() - start
     if big_dir is not None:  # the streaming run: the input several times over
-        big = ray.data.read_parquet(str(big_dir)).map_batches(checker, batch_format="pandas")
+        big = read_parquet(str(big_dir)).map_batches(checker, batch_format="pandas")
         clean = big.map_batches(accepted, batch_format="pandas")
 
     def transform(batch):  # type: ignore[no-untyped-def]

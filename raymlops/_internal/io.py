@@ -53,11 +53,35 @@ def read_local_table(pattern: str, *, key: str) -> pd.DataFrame:
     return pd.concat([reader(f) for f in files], ignore_index=True)
 
 
+def read_parquet(paths: str | list[str]) -> ray.data.Dataset:
+    """``ray.data.read_parquet`` on Ray Data's per-file reader (datasource v1).
+
+    Ray 2.60's default reader (datasource v2) lists a folder in one ``ListFiles`` task
+    and hands every file it found to a single ``ReadFiles`` task: 64 files became one
+    task, so nothing ran in parallel, and a fused ``write_parquet`` (which collects its
+    task's blocks before writing) held the whole dataset in one worker. Its listing task
+    also asks for a whole CPU, which a node with fractional Serve replicas may never
+    free. The v1 reader makes a read task per file and streams blocks, so memory stays
+    bounded by the block size whatever the input size (benchmarks/preprocess_vs_pandas.py
+    shows it). The setting is switched only for this call: the dataset keeps a copy of
+    the context it was made with.
+    """
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    before = context.use_datasource_v2
+    context.use_datasource_v2 = False
+    try:
+        return ray.data.read_parquet(paths)
+    finally:
+        context.use_datasource_v2 = before
+
+
 def read_table(files: list[str]) -> ray.data.Dataset:
     import ray.data
 
     if _kind(files[0]) == "parquet":
-        return ray.data.read_parquet(files)
+        return read_parquet(files)
     return ray.data.read_csv(files)
 
 
@@ -91,8 +115,6 @@ def parquet_schema(path: Path) -> dict[str, str]:
 
 
 def read_parquet_dir(path: Path) -> ray.data.Dataset:
-    import ray.data
-
     if not path.is_dir():
         raise DataError(f"{path} is missing; rerun the stage that writes it")
-    return ray.data.read_parquet(str(path))
+    return read_parquet(str(path))

@@ -107,7 +107,29 @@ class FittedFeatures:
         return names
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Raw columns in, float32 feature matrix out. Extra columns are ignored."""
+        """Raw columns in, float32 feature matrix out (one-hot categories). Extra columns
+        are ignored."""
+        numeric, codes = self.encode(frame)
+        blocks = [numeric]
+        for j, col in enumerate(self.categorical):
+            onehot = np.zeros((len(frame), len(self.vocab[col]) + 1), dtype=np.float32)
+            onehot[np.arange(len(frame)), codes[:, j]] = 1.0
+            blocks.append(onehot)
+        return np.hstack(blocks).astype(np.float32, copy=False)
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Codes per categorical column: its vocabulary plus the unknown bucket."""
+        return [len(self.vocab[c]) + 1 for c in self.categorical]
+
+    def encode(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Raw columns in; (numeric block, category codes) out.
+
+        The numeric block is clipped, imputed and scaled, with the missing indicators
+        after it; a category's code is its vocabulary index, with ``len(vocab)`` for the
+        unknown bucket. ``transform`` one-hot encodes the codes (XGBoost); the torch MLP
+        feeds them to embeddings. Both come from this one function.
+        """
         n = len(frame)
         if self.generalized:
             from raymlops.data.privacy import generalize
@@ -133,18 +155,15 @@ class FittedFeatures:
             if self.indicators:
                 idx = [self.numeric.index(c) for c in self.indicators]
                 blocks.append(missing[:, idx].astype("float64"))
-        for col in self.categorical:
+        numeric = (np.hstack(blocks) if blocks else np.zeros((n, 0))).astype(np.float32)
+        codes = np.zeros((n, len(self.categorical)), dtype=np.int64)
+        for j, col in enumerate(self.categorical):
             vocab = self.vocab[col]
             values = frame[col].map(lambda v: MISSING if pd.isna(v) else str(v)).to_numpy()
             lookup = {v: i for i, v in enumerate(vocab)}
-            codes = np.fromiter((lookup.get(v, len(vocab)) for v in values), dtype=np.int64,
-                                count=n)
-            onehot = np.zeros((n, len(vocab) + 1))
-            onehot[np.arange(n), codes] = 1.0
-            blocks.append(onehot)
-        if not blocks:
-            return np.zeros((n, 0), dtype=np.float32)
-        return np.hstack(blocks).astype(np.float32)
+            codes[:, j] = np.fromiter((lookup.get(v, len(vocab)) for v in values),
+                                      dtype=np.int64, count=n)
+        return numeric, codes
 
     def transform_frame(self, frame: pd.DataFrame, keep: list[str] | None = None) -> pd.DataFrame:
         out = pd.DataFrame(self.transform(frame), columns=self.feature_names, index=frame.index)

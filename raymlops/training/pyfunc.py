@@ -1,8 +1,9 @@
-"""The model as MLflow stores it: fitted feature transformations bundled with the booster.
+"""The model as MLflow stores it: fitted feature transformations bundled with the model.
 
 ``RaymlopsModel`` takes raw input columns (the same ones the training table had), so a
 model loaded with ``mlflow.pyfunc.load_model`` or served by ``mlflow models serve``
-applies exactly the transformations fitted at training time.
+applies exactly the transformations fitted at training time. The ``model`` artifact is
+a folder: ``model.ubj`` for XGBoost, ``model.pt`` + ``model.json`` for the torch MLP.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from mlflow.pyfunc import PythonModel
 
 from raymlops.data.features import FittedFeatures
 
+XGBOOST_FILE = "model.ubj"
+
 
 class RaymlopsModel(PythonModel):
     """Raw rows in; probability of the positive class (classification) or value out."""
@@ -25,17 +28,28 @@ class RaymlopsModel(PythonModel):
     meta: dict[str, Any]
 
     def load_context(self, context: Any) -> None:
-        self.load_from(Path(context.artifacts["features"]), Path(context.artifacts["booster"]),
-                       Path(context.artifacts["meta"]))
+        artifacts = context.artifacts
+        model = Path(artifacts["model"]) if "model" in artifacts else \
+            Path(artifacts["booster"]).parent  # models logged before the torch MLP existed
+        self.load_from(Path(artifacts["features"]), model, Path(artifacts["meta"]))
 
-    def load_from(self, features: Path, booster: Path, meta: Path) -> RaymlopsModel:
-        import xgboost
-
+    def load_from(self, features: Path, model_dir: Path, meta: Path) -> RaymlopsModel:
         self.features = FittedFeatures.load(features)
         self.meta = json.loads(meta.read_text())
-        self.booster = xgboost.Booster()
-        self.booster.load_model(str(booster))
-        self.booster.set_param({"nthread": 1})
+        self.framework = self.meta.get("framework", "xgboost")
+        if self.framework == "torch":
+            import torch
+
+            from raymlops.training.torch_model import load_model
+
+            torch.set_num_threads(1)
+            self.net, self.spec = load_model(model_dir)
+        else:
+            import xgboost
+
+            self.booster = xgboost.Booster()
+            self.booster.load_model(str(model_dir / XGBOOST_FILE))
+            self.booster.set_param({"nthread": 1})
         return self
 
     @property
@@ -43,6 +57,12 @@ class RaymlopsModel(PythonModel):
         return self.features.input_columns
 
     def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.framework == "torch":
+            from raymlops.training.torch_loop import tensor_inputs
+            from raymlops.training.torch_model import predict
+
+            numeric, codes = tensor_inputs(self.features, frame)
+            return predict(self.net, self.spec, numeric, codes)
         matrix = self.features.transform(frame)
         return np.asarray(self.booster.inplace_predict(matrix), dtype=np.float64)
 

@@ -25,7 +25,8 @@ from raymlops.workspace import Workspace
 log = logging.getLogger(__name__)
 
 RUN_TAG = "raymlops.run_id"
-_PACKAGES = ("raymlops", "ray", "xgboost", "mlflow", "pandas", "pyarrow", "numpy", "torch")
+_PACKAGES = ("raymlops", "ray", "xgboost", "torch", "mlflow", "pandas", "pyarrow", "numpy",
+             "scikit-learn", "pydantic")
 
 
 def tracking_uri(config: PipelineConfig, workspace: Workspace) -> str:
@@ -96,7 +97,8 @@ def log_training(mlflow_run_id: str, *, params: dict[str, Any], history: dict[st
     from mlflow.entities import Metric, Param
 
     client = mlflow.MlflowClient()
-    flat = {f"xgb.{k}": json.dumps(v) if isinstance(v, list | dict) else v
+    prefix = "xgb" if config.train.framework == "xgboost" else "torch"
+    flat = {f"{prefix}.{k}": json.dumps(v) if isinstance(v, list | dict) else v
             for k, v in params.items()}
     flat.update({f"seed.{k}": v for k, v in seeds.items()})
     flat.update({"train.num_workers": config.train.scaling.num_workers,
@@ -128,6 +130,45 @@ def log_training(mlflow_run_id: str, *, params: dict[str, Any], history: dict[st
         mlflow.log_input(frame, context="training")
 
 
+def log_trials(parent_run_id: str, experiment_id: str, run_id: str, outcome: Any) -> list[str]:
+    """One MLflow run per tuning trial, nested under the training run.
+
+    Each child holds the trial's hyperparameters, every report it made (one step per
+    report), and how it ended: finished, stopped early by the scheduler, or failed.
+    A resumed pipeline run replaces the children an earlier attempt left.
+    """
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient()
+    old = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    for run in old:
+        client.delete_run(run.info.run_id)
+    children = []
+    for trial in outcome.trials:
+        tags = {"mlflow.parentRunId": parent_run_id, "raymlops.parent_run_id": run_id,
+                "raymlops.trial_id": trial.trial_id, "raymlops.trial_status": trial.status,
+                "raymlops.best_trial": str(trial.trial_id == outcome.best_trial).lower()}
+        if trial.error:
+            tags["raymlops.trial_error"] = trial.error
+        child = client.create_run(experiment_id, tags=tags, run_name=f"trial-{trial.trial_id}")
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for step, row in enumerate(trial.history)
+                   for k, v in row.items() if k.startswith(("valid_", "train_"))]
+        client.log_batch(child.info.run_id, metrics=metrics[:1000],
+                         params=[Param(k, str(v)[:6000]) for k, v in trial.params.items()])
+        status = "FAILED" if trial.status == "FAILED" else "FINISHED"
+        client.set_terminated(child.info.run_id, status=status)
+        children.append(str(child.info.run_id))
+    client.log_dict(parent_run_id, {
+        "metric": outcome.metric, "mode": outcome.mode, "best_trial": outcome.best_trial,
+        "best_params": outcome.best_params,
+        "trials": [{"trial_id": t.trial_id, "status": t.status, "params": t.params,
+                    "last": {k: v for k, v in t.last.items() if k.startswith("valid_")}}
+                   for t in outcome.trials]}, "tuning/summary.json")
+    return children
+
+
 def log_blocked_data(experiment_id: str, run_id: str, config: PipelineConfig,
                      reports: list[Path], reason: str) -> str:
     """An MLflow run that records a dataset blocked by validation, with its reports."""
@@ -145,7 +186,7 @@ def log_blocked_data(experiment_id: str, run_id: str, config: PipelineConfig,
     return str(run.info.run_id)
 
 
-def log_model(mlflow_run_id: str, *, features_path: Path, booster_path: Path,
+def log_model(mlflow_run_id: str, *, features_path: Path, model_dir: Path,
               meta: dict[str, Any], example: pd.DataFrame) -> str:
     """Log the pyfunc model (signature + input example); returns its model URI."""
     import mlflow
@@ -156,13 +197,15 @@ def log_model(mlflow_run_id: str, *, features_path: Path, booster_path: Path,
     with tempfile.TemporaryDirectory() as tmp:
         meta_path = Path(tmp) / "meta.json"
         meta_path.write_text(json.dumps(meta, indent=1))
-        artifacts = {"features": str(features_path), "booster": str(booster_path),
+        artifacts = {"features": str(features_path), "model": str(model_dir),
                      "meta": str(meta_path)}
-        local = RaymlopsModel().load_from(features_path, booster_path, meta_path)
+        local = RaymlopsModel().load_from(features_path, model_dir, meta_path)
         predictions = local.predict_frame(example)
         signature = infer_signature(example, predictions)
         versions = package_versions()
-        requirements = [f"{p}=={versions[p]}" for p in ("xgboost", "pandas", "numpy", "pyarrow")
+        framework = "torch" if meta.get("framework") == "torch" else "xgboost"
+        requirements = [f"{p}=={versions[p]}" for p in (framework, "pandas", "numpy", "pyarrow",
+                                                        "scikit-learn")
                         if p in versions] + [f"mlflow=={versions.get('mlflow', '')}".rstrip("=")]
         with mlflow.start_run(run_id=mlflow_run_id):
             info = mlflow.pyfunc.log_model(

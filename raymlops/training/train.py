@@ -11,18 +11,12 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from raymlops._internal.io import read_parquet_dir
 from raymlops.config import PipelineConfig
 from raymlops.data.features import FittedFeatures
 from raymlops.errors import RaymlopsError, RetryableError
 from raymlops.training import tracking
-from raymlops.training.xgboost_loop import (
-    HISTORY_FILE,
-    LABEL,
-    MODEL_FILE,
-    train_loop_per_worker,
-    xgboost_params,
-)
+from raymlops.training.trainer import Plan, default_metric
+from raymlops.training.tune import TuneOutcome, run_tuning
 
 log = logging.getLogger(__name__)
 
@@ -35,56 +29,24 @@ class TrainResult(BaseModel):
     final_metrics: dict[str, float]
 
 
-class ToFeatures:
-    """Batch function: raw rows to the model's feature columns plus the label."""
-
-    def __init__(self, fitted: FittedFeatures) -> None:
-        self.fitted = fitted
-
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        return self.fitted.transform_frame(batch, keep=[LABEL] if LABEL in batch else [])
+MODEL_FILES = {"xgboost": ("model.ubj",), "torch": ("model.pt", "model.json")}
+HISTORY_FILE = "history.json"
 
 
-def scaling_config(config: PipelineConfig) -> Any:
-    from ray.train import ScalingConfig
+def fit_on_ray(plan: Plan, name: str) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """Fit one trainer; returns (checkpoint dir, per-round/epoch history, final metrics).
 
-    s = config.train.scaling
-    resources: dict[str, float] = {"CPU": s.cpus_per_worker}
-    if s.use_gpu:
-        resources["GPU"] = s.gpus_per_worker
-    return ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
-                         resources_per_worker=resources)
-
-
-def fit_on_ray(config: PipelineConfig, *, train_dir: Path, valid_dir: Path, fitted: FittedFeatures,
-               params: dict[str, Any], rounds: int, early: int | None, storage: Path,
-               name: str) -> tuple[Path, dict[str, Any], dict[str, Any]]:
-    """Run the XGBoost loop on Ray Train; returns (checkpoint dir, history, final metrics)."""
-    from ray.train import RunConfig
-    from ray.train.xgboost import XGBoostTrainer
-
-    to_features = ToFeatures(fitted)
-    # Materialized before the trainer starts: XGBoost holds its whole DMatrix in memory
-    # anyway, and a feed that still had to read files would need CPUs that the training
-    # workers hold. On a small node whose Serve replicas keep fractions of a CPU, Ray
-    # Data's file-listing task (1 CPU) then never gets scheduled, and training hangs.
-    datasets: dict[str, Any] = {
-        name: read_parquet_dir(path).map_batches(to_features, batch_format="pandas").materialize()
-        for name, path in (("train", train_dir), ("valid", valid_dir))
-    }
-    trainer = XGBoostTrainer(
-        train_loop_per_worker,
-        train_loop_config={"params": params, "rounds": rounds, "early_stopping": early},
-        scaling_config=scaling_config(config),
-        run_config=RunConfig(name=name, storage_path=str(storage)),
-        datasets=datasets,
-    )
+    A trainer with the name of an earlier, interrupted fit resumes from its latest
+    checkpoint instead of starting over.
+    """
+    trainer = plan.trainer(name, dict(plan.config.train.params))
     try:
         result = trainer.fit()
     except Exception as exc:
         raise RetryableError(f"training failed on Ray Train ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}); the run can be "
-                             "resumed with --run-id") from exc
+                             "resumed with --run-id, and training continues from its latest "
+                             "checkpoint") from exc
     if result.checkpoint is None:
         raise RaymlopsError("training finished without a checkpoint; see the Ray Train logs")
     checkpoint_dir = Path(result.checkpoint.path)
@@ -105,40 +67,52 @@ def _input_example(dirs: list[Path], columns: list[str], rows: int = 5) -> pd.Da
 def train(config: PipelineConfig, *, run_id: str, run_dir: Path, storage: Path,
           experiment_id: str, train_dir: Path, valid_dir: Path, features_path: Path,
           dataset: dict[str, Any]) -> TrainResult:
-    s = config.train.scaling
-    params, rounds, early = xgboost_params(config.data.task, config.train.params,
-                                           seed=config.train.seed, use_gpu=s.use_gpu,
-                                           nthread=max(1, int(s.cpus_per_worker)))
     fitted = FittedFeatures.load(features_path)
-    checkpoint_dir, history, final = fit_on_ray(
-        config, train_dir=train_dir, valid_dir=valid_dir, fitted=fitted, params=params,
-        rounds=rounds, early=early, storage=storage, name=f"train-{run_id}")
+    plan = Plan(config, fitted, dict(config.train.params), storage).load_datasets(train_dir,
+                                                                                 valid_dir)
+    outcome: TuneOutcome | None = None
+    if config.train.tune is not None:
+        metric, mode = default_metric(config)
+        outcome = run_tuning(plan, name=f"tune-{run_id}", settings=config.train.tune,
+                             metric=metric, mode=mode)
+        checkpoint_dir, params = outcome.checkpoint_dir, outcome.best_params
+        history = json.loads((checkpoint_dir / HISTORY_FILE).read_text())
+        final = next(t.last for t in outcome.trials if t.trial_id == outcome.best_trial)
+    else:
+        checkpoint_dir, history, final = fit_on_ray(plan, f"train-{run_id}")
+        params = dict(config.train.params)
     model_dir = run_dir / "model"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    booster_path = model_dir / MODEL_FILE
-    shutil.copyfile(checkpoint_dir / MODEL_FILE, booster_path)
-    log.info("trained %s rounds; final %s", final.get("rounds"),
-             {k: round(v, 4) for k, v in final.items() if isinstance(v, float)})
+    shutil.rmtree(model_dir, ignore_errors=True)
+    model_dir.mkdir(parents=True)
+    for name in MODEL_FILES[config.train.framework]:
+        shutil.copyfile(checkpoint_dir / name, model_dir / name)
+    final = {k: float(v) for k, v in final.items()
+             if isinstance(v, int | float) and not isinstance(v, bool)}
+    log.info("trained %s (%s); final %s", config.train.framework,
+             "best of tuning" if outcome else "one fit",
+             {k: round(v, 4) for k, v in final.items() if k.startswith(("valid_", "train_"))})
 
+    loop = plan.loop_config(params)
+    logged = {**loop["params"], **{k: loop[k] for k in ("rounds", "early_stopping", "spec")
+                                   if k in loop}}
     mlflow_run_id = tracking.start_training_run(experiment_id, run_id, config, dataset["digest"])
     try:
-        tracking.log_training(mlflow_run_id, params={**params, "num_boost_round": rounds,
-                                                     "early_stopping_rounds": early},
-                              history=history, final=final, config=config,
+        tracking.log_training(mlflow_run_id, params=logged, history=history, final=final,
+                              config=config,
                               seeds={"train": config.train.seed, "split": config.data.split.seed},
                               dataset=dataset, reports=(run_dir / "data" / "validation.json",
                                                         run_dir / "data" / "validation.html"))
+        if outcome is not None:
+            tracking.log_trials(mlflow_run_id, experiment_id, run_id, outcome)
         example = _input_example([valid_dir, train_dir], fitted.input_columns)
         meta = {"task": config.data.task, "framework": config.train.framework,
                 "feature_names": fitted.feature_names, "target": config.data.target,
                 "run_id": run_id}
         model_uri = tracking.log_model(mlflow_run_id, features_path=features_path,
-                                       booster_path=booster_path, meta=meta, example=example)
+                                       model_dir=model_dir, meta=meta, example=example)
     except Exception:
         tracking.finish_run(mlflow_run_id, "FAILED")
         raise
     tracking.finish_run(mlflow_run_id)
     return TrainResult(mlflow_run_id=mlflow_run_id, model_uri=model_uri, model_dir=str(model_dir),
-                       params={**params, "num_boost_round": rounds},
-                       final_metrics={k: float(v) for k, v in final.items()
-                                      if isinstance(v, int | float)})
+                       params=logged, final_metrics=final)

@@ -190,7 +190,7 @@ def test_training_and_serving_paths_build_identical_feature_vectors(ws, demo_run
     from ray import serve
 
     from raymlops.data.features import FittedFeatures
-    from raymlops.training.train import ToFeatures
+    from raymlops.training.trainer import ToFeatures
 
     run_dir = ws.run_dir(demo_run["summary"]["run_id"])
     fitted = FittedFeatures.load(run_dir / "features.json")

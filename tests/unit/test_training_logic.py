@@ -22,7 +22,7 @@ def test_defaults_follow_the_task_and_user_params_win():
 
 
 def test_use_gpu_switches_xgboost_to_cuda_and_asks_ray_for_gpus():
-    from raymlops.training.train import scaling_config
+    from raymlops.training.trainer import scaling_config
 
     params, _, _ = xgboost_params("classification", {}, seed=0, use_gpu=True, nthread=1)
     assert params["device"] == "cuda"

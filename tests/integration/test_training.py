@@ -1,0 +1,130 @@
+"""Training on Ray Train and Ray Tune, tracked in MLflow: torch and XGBoost, both tasks.
+
+The data goes through the real preprocess stage (Ray Data), training through the real
+trainers on the session's Ray, tracking through MLflow on SQLite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from raymlops.config import SplitConfig, load_config
+from raymlops.data.demo import make_lending_table
+from raymlops.data.features import preprocess
+from raymlops.data.rules import LABEL
+from raymlops.training import tracking
+from raymlops.training.train import train
+from raymlops.workspace import Workspace
+
+pytestmark = pytest.mark.integration
+
+NUMERIC = ["age", "income", "loan_amount", "credit_score", "debt_to_income",
+           "employment_years", "open_accounts"]
+CATEGORICAL = ["home_ownership", "purpose", "region", "gender"]
+
+
+@pytest.fixture(scope="module")
+def prepared(ray_session, tmp_path_factory):
+    """Accepted rows (label already encoded) through the real split-and-fit stage."""
+    root = tmp_path_factory.mktemp("training")
+    table = make_lending_table(4000, seed=3).drop(columns=["email"])
+    accepted = root / "accepted"
+    accepted.mkdir()
+    table = table.rename(columns={"defaulted": LABEL})
+    table[LABEL] = table[LABEL].astype(float)
+    table.to_parquet(accepted / "part-0.parquet", index=False)
+    prep = preprocess(accepted=accepted, split=SplitConfig(), id_column=None, numeric=NUMERIC,
+                      categorical=CATEGORICAL, generalized=[], clip={}, run_dir=root / "run")
+    return {"root": root, "prep": prep}
+
+
+def _config(framework: str, task: str = "classification", **train: object):
+    return load_config({
+        "data": {"source": "unused", "target": "defaulted", "task": task},
+        "train": {"framework": framework, "scaling": {"num_workers": 1, "cpus_per_worker": 1},
+                  **train},
+        "deploy": {"name": f"t-{framework}"},
+    })
+
+
+def _train(prepared, config, name: str, workdir: Path | None = None):
+    ws = Workspace.at(workdir or prepared["root"] / f"ws-{name}").ensure()
+    prep = prepared["prep"]
+    experiment_id = tracking.setup_experiment(config, ws)
+    run_dir = ws.root / "runs" / name
+    result = train(config, run_id=name, run_dir=run_dir, storage=ws.root / "ray_results",
+                   experiment_id=experiment_id, train_dir=Path(prep.train),
+                   valid_dir=Path(prep.valid), features_path=Path(prep.features),
+                   dataset={"digest": "sha256:" + "ab" * 32, "rows": 4000, "source": "test",
+                            "name": "lending"})
+    return result, ws, experiment_id
+
+
+def _test_auc(prepared, model_uri: str) -> float:
+    test = pd.read_parquet(prepared["prep"].test)
+    model = mlflow.pyfunc.load_model(model_uri)
+    scores = np.asarray(model.predict(test.drop(columns=[LABEL])))
+    assert scores.min() >= 0.0 and scores.max() <= 1.0
+    return float(roc_auc_score(test[LABEL], scores))
+
+
+def test_torch_mlp_trains_tracks_and_loads_as_pyfunc(prepared):
+    config = _config("torch", params={"epochs": 6, "batch_size": 256, "patience": 2})
+    result, ws, experiment_id = _train(prepared, config, "torch-a")
+    run = mlflow.MlflowClient().get_run(result.mlflow_run_id)
+    # per-epoch history in MLflow, with the seeds and the architecture
+    history = mlflow.MlflowClient().get_metric_history(result.mlflow_run_id, "valid_loss")
+    assert 1 <= len(history) <= 6 and [m.step for m in history] == list(range(len(history)))
+    assert run.data.params["seed.train"] == "42" and "torch.lr" in run.data.params
+    assert '"cardinalities"' in run.data.params["torch.spec"]
+    assert _test_auc(prepared, result.model_uri) > 0.6
+    # the model folder holds the weights and the architecture, not the checkpoint state
+    assert sorted(p.name for p in Path(result.model_dir).iterdir()) == ["model.json", "model.pt"]
+
+
+def test_torch_is_reproducible_with_the_same_seed(prepared):
+    config = _config("torch", params={"epochs": 2, "batch_size": 256})
+    first, _, _ = _train(prepared, config, "torch-r1")
+    second, _, _ = _train(prepared, config, "torch-r2")
+    assert first.final_metrics["valid_loss"] == pytest.approx(
+        second.final_metrics["valid_loss"], rel=1e-6, abs=1e-9)
+
+
+def test_xgboost_regression_and_reproducibility(prepared):
+    config = _config("xgboost", task="regression", params={"num_boost_round": 30})
+    # regression on the 0/1 label: the loop only needs a numeric target
+    first, _, _ = _train(prepared, config, "xgb-reg-1")
+    second, _, _ = _train(prepared, config, "xgb-reg-2")
+    assert first.final_metrics["valid_rmse"] < 0.5
+    assert first.final_metrics["valid_rmse"] == second.final_metrics["valid_rmse"]
+    history = mlflow.MlflowClient().get_metric_history(first.mlflow_run_id, "valid_rmse")
+    assert len(history) == 30
+
+
+def test_tuning_runs_trials_nested_under_the_parent_run(prepared):
+    config = _config("xgboost", params={"num_boost_round": 20}, checkpoint={"frequency": 5},
+                     tune={"search_space": {"max_depth": {"choice": [2, 6]},
+                                            "eta": {"loguniform": [0.05, 0.3]}},
+                           "num_samples": 3, "max_concurrent": 1,
+                           "scheduler": {"grace_period": 1, "reduction_factor": 2}})
+    result, _, experiment_id = _train(prepared, config, "tune-a")
+    client = mlflow.MlflowClient()
+    children = client.search_runs(
+        [experiment_id], f"tags.`mlflow.parentRunId` = '{result.mlflow_run_id}'")
+    assert len(children) == 3
+    assert {c.data.tags["raymlops.trial_status"] for c in children} <= {"FINISHED",
+                                                                        "STOPPED_EARLY"}
+    best = [c for c in children if c.data.tags["raymlops.best_trial"] == "true"]
+    assert len(best) == 1
+    finished = [c for c in children if c.data.tags["raymlops.trial_status"] == "FINISHED"]
+    # the best trial has the lowest last validation logloss among the finished ones
+    assert best[0].data.metrics["valid_logloss"] == pytest.approx(
+        min(c.data.metrics["valid_logloss"] for c in finished))
+    assert result.params["max_depth"] == int(best[0].data.params["max_depth"])
+    assert _test_auc(prepared, result.model_uri) > 0.6
