@@ -49,7 +49,8 @@ class RaymlopsModel(PythonModel):
 
             self.booster = xgboost.Booster()
             self.booster.load_model(str(model_dir / XGBOOST_FILE))
-            self.booster.set_param({"nthread": 1})
+            # a booster trained with device=cuda predicts on CPU in replicas and pyfunc
+            self.booster.set_param({"nthread": 1, "device": "cpu"})
         return self
 
     @property

@@ -111,8 +111,9 @@ def run_tuning(plan: Plan, *, name: str, settings: TuneSettings, metric: str,
                                callbacks=[TuneReportCallback()])
         trainer.fit()
 
-    # The trial function only drives its trainer; the trainer's workers hold the CPUs.
-    trainable = tune.with_resources(trial, {"CPU": 0})
+    # The trial function only drives its trainer, whose workers hold the CPUs; Tune
+    # refuses an empty request, so the driver asks for a sliver of one.
+    trainable = tune.with_resources(trial, {"CPU": 0.01})
     path = plan.storage / name
     if tune.Tuner.can_restore(str(path)):
         log.info("tuning %s: restoring the experiment at %s; finished trials are kept", name,
