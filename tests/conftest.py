@@ -75,3 +75,29 @@ def demo_run(ray_session, serve_port, tmp_path_factory):
     assert code == 0, out.getvalue()
     summary = json.loads(out.getvalue())  # stdout holds the JSON and nothing else
     return {"workdir": Path(workdir), "summary": summary}
+
+
+LENDING_NUMERIC = ["age", "income", "loan_amount", "credit_score", "debt_to_income",
+                   "employment_years", "open_accounts"]
+LENDING_CATEGORICAL = ["home_ownership", "purpose", "region", "gender"]
+
+
+@pytest.fixture(scope="session")
+def prepared(ray_session, tmp_path_factory):
+    """Accepted rows (label already encoded) through the real split-and-fit stage."""
+    from raymlops.config import SplitConfig
+    from raymlops.data.demo import make_lending_table
+    from raymlops.data.features import preprocess
+    from raymlops.data.rules import LABEL
+
+    root = tmp_path_factory.mktemp("training")
+    table = make_lending_table(4000, seed=3).drop(columns=["email"])
+    accepted = root / "accepted"
+    accepted.mkdir()
+    table = table.rename(columns={"defaulted": LABEL})
+    table[LABEL] = table[LABEL].astype(float)
+    table.to_parquet(accepted / "part-0.parquet", index=False)
+    prep = preprocess(accepted=accepted, split=SplitConfig(), id_column=None,
+                      numeric=LENDING_NUMERIC, categorical=LENDING_CATEGORICAL, generalized=[],
+                      clip={}, run_dir=root / "run")
+    return {"root": root, "prep": prep}

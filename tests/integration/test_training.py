@@ -14,57 +14,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from raymlops.config import SplitConfig, load_config
-from raymlops.data.demo import make_lending_table
-from raymlops.data.features import preprocess
 from raymlops.data.rules import LABEL
-from raymlops.training import tracking
-from raymlops.training.train import train
-from raymlops.workspace import Workspace
+from tests.training_helpers import train_config as _config
+from tests.training_helpers import train_on as _train
 
 pytestmark = pytest.mark.integration
-
-NUMERIC = ["age", "income", "loan_amount", "credit_score", "debt_to_income",
-           "employment_years", "open_accounts"]
-CATEGORICAL = ["home_ownership", "purpose", "region", "gender"]
-
-
-@pytest.fixture(scope="module")
-def prepared(ray_session, tmp_path_factory):
-    """Accepted rows (label already encoded) through the real split-and-fit stage."""
-    root = tmp_path_factory.mktemp("training")
-    table = make_lending_table(4000, seed=3).drop(columns=["email"])
-    accepted = root / "accepted"
-    accepted.mkdir()
-    table = table.rename(columns={"defaulted": LABEL})
-    table[LABEL] = table[LABEL].astype(float)
-    table.to_parquet(accepted / "part-0.parquet", index=False)
-    prep = preprocess(accepted=accepted, split=SplitConfig(), id_column=None, numeric=NUMERIC,
-                      categorical=CATEGORICAL, generalized=[], clip={}, run_dir=root / "run")
-    return {"root": root, "prep": prep}
-
-
-def _config(framework: str, task: str = "classification", **train: object):
-    return load_config({
-        "data": {"source": "unused", "target": "defaulted", "task": task},
-        "train": {"framework": framework, "scaling": {"num_workers": 1, "cpus_per_worker": 1},
-                  **train},
-        "deploy": {"name": f"t-{framework}"},
-    })
-
-
-def _train(prepared, config, name: str, workdir: Path | None = None):
-    ws = Workspace.at(workdir or prepared["root"] / f"ws-{name}").ensure()
-    prep = prepared["prep"]
-    experiment_id = tracking.setup_experiment(config, ws)
-    run_dir = ws.root / "runs" / name
-    result = train(config, run_id=name, run_dir=run_dir, storage=ws.root / "ray_results",
-                   experiment_id=experiment_id, train_dir=Path(prep.train),
-                   valid_dir=Path(prep.valid), features_path=Path(prep.features),
-                   dataset={"digest": "sha256:" + "ab" * 32, "rows": 4000, "source": "test",
-                            "name": "lending"})
-    return result, ws, experiment_id
-
 
 def _test_auc(prepared, model_uri: str) -> float:
     test = pd.read_parquet(prepared["prep"].test)
