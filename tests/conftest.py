@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("RAY_AUTH_MODE", "token")
+from raymlops._internal.ray_runtime import apply_ray_defaults  # imports no Ray
+
+apply_ray_defaults()  # auth mode and Train's poll interval, as raymlops' init_ray sets them
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 

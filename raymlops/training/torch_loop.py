@@ -126,6 +126,15 @@ def _evaluate(model: Any, shard: Any, task: str, *, batch_size: int, device: Any
                     np.concatenate(labels) if labels else np.zeros(0))
 
 
+def _optional_shard(name: str) -> Any:
+    import ray.train
+
+    try:
+        return ray.train.get_dataset_shard(name)
+    except KeyError:  # the trainer was given no such dataset
+        return None
+
+
 def _autocast(device: Any, enabled: bool) -> tuple[Any, bool]:
     """(autocast dtype, needs a gradient scaler): mixed precision on CUDA only."""
     import torch
@@ -191,7 +200,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:  # noqa: PLR0915 - on
     epochs, batch_size = int(params["epochs"]), int(params["batch_size"])
     every = int(config.get("report_every") or 1)
     train_shard = ray.train.get_dataset_shard("train")
-    valid_shard = ray.train.get_dataset_shard("valid")
+    valid_shard = _optional_shard("valid")
     for epoch in range(start_epoch, epochs):
         model.train()
         loss_sum, count = 0.0, 0.0
