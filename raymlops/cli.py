@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-serving", action="store_true",
                      help="keep a local endpoint up after the run until Ctrl-C")
 
+    retrain = sub.add_parser("retrain", help="train a registered version again from what it "
+                             "recorded (config, seeds, data snapshot and digest)")
+    _add_common(retrain)
+    retrain.add_argument("model", help="MODEL, MODEL@ALIAS or MODEL/VERSION")
+    retrain.add_argument("--config", default=None, help="take tracking/lineage URLs from it")
+    retrain.add_argument("--address", default=None, help="Ray cluster address (default: local)")
+    retrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a recorded key, e.g. --set deploy.port=8123")
+
     lineage = sub.add_parser("lineage", help="the chain behind a model version")
     _add_common(lineage)
     lineage.add_argument("model", help="MODEL, MODEL@ALIAS or MODEL/VERSION")
@@ -224,6 +233,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         payload = step["payload"]
         detail = {
             "dataset_ingested": lambda p: f"{p.get('rows')} rows from {p.get('source')}",
+            "retrain_data_checked": lambda p: f"retrain of {p.get('retrain_of')}: digest "
+                                              f"{'matches' if p.get('same') else 'differs'}",
             "data_validated": lambda p: f"{p.get('rows_accepted')} accepted, "
                                         f"{p.get('rows_quarantined')} quarantined",
             "features_fitted": lambda p: f"{p.get('features')} features, split {p.get('rows')}",
@@ -236,6 +247,28 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         }[step["kind"]](payload)
         lines.append(f"  {step['at'][:19]}  {step['kind']:<17} {detail}")
     _print(args, chain, "\n".join(lines))
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from raymlops.registry.mlflow_registry import resolve
+    from raymlops.retrain import retrain
+
+    ws, store = _stores(args)
+    name, version = resolve(args.model)
+    with contextlib.redirect_stdout(sys.stderr):
+        result = retrain(name, version, workdir=ws.root, address=args.address, store=store,
+                         overrides=_overrides(args.set))
+    new = result.summary
+    code = ("same commit" if result.same_commit else
+            f"recorded commit {result.source.commit}, now {result.commit_now}")
+    text = (f"retrained {name}/{version} as version {new.model_version} (run {new.run_id})\n"
+            f"  data: digest {result.source.digest} (same as recorded)\n"
+            f"  code: {code}\n"
+            f"  test metrics vs recorded: " + "  ".join(
+                f"{k} {v:+.2e}" for k, v in sorted(result.metric_diffs.items())) + "\n"
+            f"  summary: {new.summary_path}")
+    _print(args, result.model_dump(), text)
     return 0
 
 
@@ -314,8 +347,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "run": cmd_run, "lineage": cmd_lineage, "status": cmd_status,
-            "schema": cmd_schema, "drift": cmd_drift}
+COMMANDS = {"demo": cmd_demo, "run": cmd_run, "retrain": cmd_retrain, "lineage": cmd_lineage,
+            "status": cmd_status, "schema": cmd_schema, "drift": cmd_drift}
 
 
 def main(argv: list[str] | None = None) -> int:

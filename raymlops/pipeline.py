@@ -82,13 +82,28 @@ def _paths_exist(outputs: dict[str, Any]) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class RecordedData:
+    """The already-protected snapshot a registered version was trained on (retrain)."""
+
+    snapshot: Path
+    digest: str
+    origin: str  # "MODEL/VERSION", for the lineage event
+
+
 class Pipeline:
-    """One run of the whole loop for one config: ``Pipeline(config).run()``."""
+    """One run of the whole loop for one config: ``Pipeline(config).run()``.
+
+    With ``recorded``, the run reads that snapshot instead of ``data.source`` (its PII
+    protection was applied when it was first ingested) and fails unless the data still
+    has the recorded digest: ``raymlops retrain``.
+    """
 
     def __init__(self, config: PipelineConfig, *, workdir: str | Path | None = None,
                  run_id: str | None = None, address: str | None = None,
-                 shutdown_ray: bool = True) -> None:
+                 shutdown_ray: bool = True, recorded: RecordedData | None = None) -> None:
         self.config = config
+        self.recorded = recorded
         self.shutdown_ray = shutdown_ray
         self.workspace = Workspace.at(workdir)
         self.run_id = run_id or new_run_id()
@@ -142,10 +157,11 @@ class Pipeline:
 
     # -- the run ------------------------------------------------------------------------
     def run(self) -> RunSummary:
-        from raymlops.data.sources import resolve_source
+        from raymlops.data.sources import Source, resolve_source
 
         cfg = self.config
-        source = resolve_source(cfg.data, self.workspace.expand)
+        source = (Source(files=tuple(str(p) for p in sorted(self.recorded.snapshot.glob(
+            "*.parquet")))) if self.recorded else resolve_source(cfg.data, self.workspace.expand))
         self._preflight()
         self.workspace.ensure()
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -180,6 +196,22 @@ class Pipeline:
             self.store.advance_watermark(self._watermark_key(), source.fingerprint(), self.run_id)
         self.store.finish_run(self.run_id, "succeeded")
         return summary
+
+    def _check_recorded(self, digest: str) -> None:
+        from raymlops.errors import DataError
+
+        assert self.recorded is not None
+        same = digest == self.recorded.digest
+        self._event("ingest", "retrain_data_checked", {
+            "retrain_of": self.recorded.origin, "snapshot": str(self.recorded.snapshot),
+            "recorded_digest": self.recorded.digest, "digest": digest, "same": same},
+                    dataset_digest=digest)
+        if not same:
+            raise DataError(f"retrain of {self.recorded.origin}: the snapshot at "
+                            f"{self.recorded.snapshot} now has digest {digest}, not the "
+                            f"recorded {self.recorded.digest}; the data changed since training")
+        log.info("retrain of %s: data digest %s matches the recorded one",
+                 self.recorded.origin, digest)
 
     def _watermark_key(self) -> str:
         return f"{self.config.project}:{self.config.data.source}"
@@ -225,7 +257,10 @@ class Pipeline:
 
         ing = self._stage("ingest", IngestResult, source.fingerprint(), lambda: ingest(
             data, source=source, run_dir=run_dir,
-            pii_key=load_pii_key(ws.root, data.pii_key_env)))
+            pii_key=load_pii_key(ws.root, data.pii_key_env),
+            protected=self.recorded is not None))
+        if self.recorded is not None:
+            self._check_recorded(ing.digest)
         self._event("ingest", "dataset_ingested", {"source": ing.source, "rows": ing.rows,
                     "schema": ing.schema_, "pii": dict(data.pii), "profile": ing.profile},
                     dataset_digest=ing.digest)

@@ -110,7 +110,10 @@ def infer_feature_types(schema: dict[str, str], data: DataConfig) -> tuple[list[
     return numeric, categorical
 
 
-def ingest(data: DataConfig, *, source: Source, run_dir: Path, pii_key: bytes) -> IngestResult:
+def ingest(data: DataConfig, *, source: Source, run_dir: Path, pii_key: bytes,
+           protected: bool = False) -> IngestResult:
+    """``protected``: the source is a snapshot whose PII was already dropped, hashed or
+    generalized (a retrain); applying it again would hash the hashes."""
     ds = source.read()
     try:
         schema = ds.schema()
@@ -128,9 +131,9 @@ def ingest(data: DataConfig, *, source: Source, run_dir: Path, pii_key: bytes) -
         if column is not None and column not in names:
             raise DataError(f"{key}: column {column!r} is not in the data; columns are {names}")
     for column in data.pii:
-        if column not in names:
+        if column not in names and not protected:
             raise ConfigError(f"data.pii.{column}: no such column; columns are {names}")
-    if data.pii:
+    if data.pii and not protected:
         ds = ds.map_batches(PiiTransform(data.pii, pii_key), batch_format="pandas")
     snapshot = write_parquet_atomic(ds, run_dir / "data" / "snapshot")
     rows = count_rows(snapshot)

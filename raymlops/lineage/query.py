@@ -8,8 +8,9 @@ from raymlops.errors import NotFoundError
 from raymlops.lineage.store import LineageStore
 
 #: The order in which a run's events tell its story.
-CHAIN = ("dataset_ingested", "data_validated", "features_fitted", "model_trained",
-         "gate_verdict", "model_registered", "model_deployed", "drift_computed")
+CHAIN = ("dataset_ingested", "retrain_data_checked", "data_validated", "features_fitted",
+         "model_trained", "gate_verdict", "model_registered", "model_deployed",
+         "drift_computed")
 
 
 def chain_for(store: LineageStore, model_name: str, version: str) -> dict[str, Any]:

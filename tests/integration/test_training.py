@@ -6,6 +6,7 @@ trainers on the session's Ray, tracking through MLflow on SQLite.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -28,9 +29,16 @@ def _test_auc(prepared, model_uri: str) -> float:
     return float(roc_auc_score(test[LABEL], scores))
 
 
-def test_torch_mlp_trains_tracks_and_loads_as_pyfunc(prepared):
+@pytest.fixture(scope="module")
+def torch_model(prepared):
     config = _config("torch", params={"epochs": 6, "batch_size": 256, "patience": 2})
-    result, _, _ = _train(prepared, config, "torch-a")
+    result, ws, _ = _train(prepared, config, "torch-a")
+    return result, ws
+
+
+def test_torch_mlp_trains_tracks_and_loads_as_pyfunc(prepared, torch_model):
+    result, ws = torch_model
+    mlflow.set_tracking_uri(ws.mlflow_uri)
     run = mlflow.MlflowClient().get_run(result.mlflow_run_id)
     # per-epoch history in MLflow, with the seeds and the architecture
     history = mlflow.MlflowClient().get_metric_history(result.mlflow_run_id, "valid_loss")
@@ -40,6 +48,48 @@ def test_torch_mlp_trains_tracks_and_loads_as_pyfunc(prepared):
     assert _test_auc(prepared, result.model_uri) > 0.6
     # the model folder holds the weights and the architecture, not the checkpoint state
     assert sorted(p.name for p in Path(result.model_dir).iterdir()) == ["model.json", "model.pt"]
+
+
+def test_mlflow_models_serve_answers_like_the_pyfunc(prepared, torch_model):
+    """``mlflow models serve`` (MLflow's own scoring server) on the logged model."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from tests.conftest import free_port
+
+    result, ws = torch_model
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ws.mlflow_uri}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", result.model_uri, "-p",
+         str(port), "--env-manager", "local", "--host", "127.0.0.1"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        assert server.poll() is None, server.stderr.read().decode()[-2000:] if server.stderr \
+            else "mlflow models serve exited"
+        rows = pd.read_parquet(prepared["prep"].test).drop(columns=[LABEL]).head(20)
+        answer = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=30,
+                               json={"dataframe_split": json.loads(rows.to_json(
+                                   orient="split", index=False))})
+        assert answer.status_code == 200, answer.text
+        served = np.asarray(answer.json()["predictions"], dtype=float)
+        mlflow.set_tracking_uri(ws.mlflow_uri)
+        local = np.asarray(mlflow.pyfunc.load_model(result.model_uri).predict(rows))
+        np.testing.assert_allclose(served, local, rtol=1e-5)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_torch_is_reproducible_with_the_same_seed(prepared):
@@ -82,3 +132,35 @@ def test_tuning_runs_trials_nested_under_the_parent_run(prepared):
         min(c.data.metrics["valid_logloss"] for c in finished))
     assert result.params["max_depth"] == int(best[0].data.params["max_depth"])
     assert _test_auc(prepared, result.model_uri) > 0.6
+
+
+def test_torch_model_runs_the_whole_pipeline_and_serves(ray_session, serve_port, tmp_path):
+    """The torch MLP through evaluate, register and a live Serve replica, by config."""
+    import requests
+
+    from raymlops import Pipeline, load_config
+    from raymlops.data.demo import make_lending_table, write_demo_data
+
+    data = write_demo_data(tmp_path / "demo-data", rows=3000, production_rows=300)
+    config = load_config({
+        "project": "torch",
+        "data": {"source": str(data["train"]), "target": "defaulted", "task": "classification",
+                 "pii": {"email": "drop"}},
+        "train": {"framework": "torch", "params": {"epochs": 4, "batch_size": 256}},
+        "gates": {"min": {"roc_auc": 0.6}},
+        "deploy": {"name": "torch-model", "port": serve_port},
+    })
+    summary = Pipeline(config, workdir=tmp_path / "w").run()
+    try:
+        assert summary.status == "succeeded" and summary.gate["passed"]
+        rows = make_lending_table(3, seed=5).drop(columns=["defaulted"])
+        answer = requests.post(summary.endpoint, timeout=30,
+                               json={"dataframe_records": rows.to_dict("records")})
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+        assert len(predictions) == 3 and all(0.0 < p < 1.0 for p in predictions)
+        assert answer.headers["X-Model-Version"] == summary.model_version
+    finally:
+        from ray import serve
+
+        serve.delete("torch-model")

@@ -46,3 +46,80 @@ def test_fit_booster_learns_and_keeps_the_per_round_history():
     assert len(history["valid"]["auc"]) == 20
     assert history["valid"]["auc"][-1] > 0.9
     assert booster.feature_names == ["a", "b", "c"]
+
+
+def test_tune_search_space_is_validated_with_the_key_named():
+    import pytest
+
+    from raymlops.errors import ConfigError
+
+    base = {"data": {"source": "x", "target": "y", "task": "classification"},
+            "deploy": {"name": "m"}}
+    ok = load_config({**base, "train": {"framework": "torch", "tune": {
+        "search_space": {"lr": {"loguniform": [1e-4, 1e-2]}, "hidden": {"choice": [[64], [128]]}},
+        "num_samples": 4, "max_concurrent": 2}}})
+    assert ok.train.tune is not None and ok.train.tune.scheduler.type == "asha"
+    with pytest.raises(ConfigError, match=r"train\.tune\.search_space\.lr"):
+        load_config({**base, "train": {"framework": "torch", "tune": {
+            "search_space": {"lr": {"loguniform": [0.0, 1.0]}}}}})
+    with pytest.raises(ConfigError, match=r"train\.tune\.search_space\.depth.*exactly one"):
+        load_config({**base, "train": {"framework": "xgboost", "tune": {
+            "search_space": {"depth": {"choice": [2], "randint": [1, 3]}}}}})
+    with pytest.raises(ConfigError, match=r"train\.tune\.num_samples"):
+        load_config({**base, "train": {"framework": "xgboost", "tune": {
+            "search_space": {"eta": {"uniform": [0.1, 0.2]}}, "num_samples": 0}}})
+    with pytest.raises(ConfigError, match=r"train\.framework"):
+        load_config({**base, "train": {"framework": "lightgbm"}})
+
+
+def test_search_space_maps_to_ray_tune_domains():
+    from ray import tune
+
+    from raymlops.config import SearchDimension
+    from raymlops.training.tune import search_space
+
+    space = search_space({"a": SearchDimension(randint=(2, 4)),
+                          "b": SearchDimension(grid=[1, 2])})
+    assert isinstance(space["a"], tune.search.sample.Integer)
+    assert space["a"].upper == 5  # inclusive as written in the config
+    assert space["b"] == {"grid_search": [1, 2]}
+
+
+def test_torch_params_reject_unknown_keys_and_fill_defaults():
+    import pytest
+
+    from raymlops.errors import ConfigError
+    from raymlops.training.torch_loop import torch_params
+
+    params = torch_params({"epochs": 3})
+    assert params["epochs"] == 3 and params["batch_size"] == 512 and params["patience"] == 3
+    with pytest.raises(ConfigError, match=r"train\.params\.learning_rate"):
+        torch_params({"learning_rate": 0.1})
+
+
+def test_mlp_embeds_categories_and_uses_the_shared_encoding():
+    from raymlops.data.features import fit_frames
+    from raymlops.training.torch_loop import model_spec, tensor_inputs, torch_params
+    from raymlops.training.torch_model import build_model, predict
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, None, 4.0], "c": ["a", "b", "a", None]})
+    fitted = fit_frames([frame], ["x"], ["c"])
+    spec = model_spec("classification", fitted, torch_params({}))
+    assert spec.cardinalities == [len(fitted.vocab["c"]) + 1]  # + the unknown bucket
+    assert spec.n_numeric == 2  # x and its missing indicator
+    numeric, codes = tensor_inputs(fitted, pd.DataFrame({"x": [3.0], "c": ["never seen"]}))
+    assert codes[0, 0] == len(fitted.vocab["c"])  # the unknown bucket
+    # the one-hot matrix for XGBoost is built from the very same codes
+    onehot = fitted.transform(pd.DataFrame({"x": [3.0], "c": ["never seen"]}))
+    assert onehot[0, numeric.shape[1] + codes[0, 0]] == 1.0
+    out = predict(build_model(spec).eval(), spec, numeric, codes)
+    assert out.shape == (1,) and 0.0 < out[0] < 1.0
+
+
+def test_xgboost_history_of_a_resumed_fit_is_continuous():
+    from raymlops.training.xgboost_loop import merge_history
+
+    before = {"valid": {"auc": [0.6, 0.7]}}
+    merged = merge_history(before, {"valid": {"auc": [0.75]}, "train": {"auc": [0.9]}})
+    assert merged == {"valid": {"auc": [0.6, 0.7, 0.75]}, "train": {"auc": [0.9]}}
+    assert before == {"valid": {"auc": [0.6, 0.7]}}  # not mutated
