@@ -159,7 +159,7 @@ class FittedFeatures:
         codes = np.zeros((n, len(self.categorical)), dtype=np.int64)
         for j, col in enumerate(self.categorical):
             vocab = self.vocab[col]
-            values = frame[col].map(lambda v: MISSING if pd.isna(v) else str(v)).to_numpy()
+            values = category_strings(frame[col])
             lookup = {v: i for i, v in enumerate(vocab)}
             codes[:, j] = np.fromiter((lookup.get(v, len(vocab)) for v in values),
                                       dtype=np.int64, count=n)
@@ -186,6 +186,17 @@ class FittedFeatures:
     @classmethod
     def load(cls, path: Path) -> FittedFeatures:
         return cls.from_json(path.read_text())
+
+
+def category_strings(series: pd.Series) -> np.ndarray:
+    """A categorical column as Python strings, with every kind of missing as ``MISSING``.
+
+    ``Series.map`` skips missing values of Arrow-backed columns (what ``read_parquet``
+    gives for large strings), which left ``<NA>`` to fall into the unknown bucket while
+    a JSON request's ``null`` became ``MISSING``: the same row scored differently.
+    """
+    values = series.astype(object)
+    return values.where(~values.isna(), MISSING).astype(str).to_numpy(dtype=object)
 
 
 def _safe(name: str) -> str:
@@ -218,7 +229,7 @@ class PartialStats:
             stats["num"][col] = [len(ok), float(ok.sum()), float((ok * ok).sum()),
                                  int(len(values) - len(ok)), low, high]
         for col in self.categorical:
-            counts = batch[col].map(lambda v: MISSING if pd.isna(v) else str(v)).value_counts()
+            counts = pd.Series(category_strings(batch[col])).value_counts()
             stats["cat"][col] = {str(k): int(v) for k, v in counts.items()}
         return pd.DataFrame({"stats": [json.dumps(stats)]})
 

@@ -62,7 +62,9 @@ class _VersionPartials:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows, total, mixed = _row_hashes(batch)
-        return pd.DataFrame({"rows": [rows], "sum": [total], "mixed": [mixed],
+        # the sums are 64-bit unsigned: as text, so that concatenating many blocks'
+        # partials never casts them through float64
+        return pd.DataFrame({"rows": [rows], "sum": [str(total)], "mixed": [str(mixed)],
                              "stats": [self.stats(batch)["stats"].iloc[0]]})
 
 

@@ -57,7 +57,7 @@ def test_retrain_reproduces_the_version_from_its_records(first_run):
     # the same seed, data and config: the same test metrics (XGBoost on CPU is exact)
     assert result["metric_diffs"] and result["max_abs_diff"] < 1e-9
     versions = mlflow.MlflowClient().search_model_versions("name='retrain-model'")
-    digests = {v.version: v.tags["raymlops.dataset_digest"] for v in versions}
+    digests = {str(v.version): v.tags["raymlops.dataset_digest"] for v in versions}
     assert digests["1"] == digests["2"] == result["source"]["digest"]
     code, out = _cli("lineage", "retrain-model/2", "--workdir", str(workdir), "--json")
     checked = [s for s in json.loads(out)["steps"] if s["kind"] == "retrain_data_checked"]

@@ -21,8 +21,18 @@ from tests.training_helpers import train_on as _train
 
 pytestmark = pytest.mark.integration
 
+def _test_rows(prepared) -> pd.DataFrame:
+    """The test split with NumPy-backed columns. ``read_parquet`` gives Arrow-backed
+    strings, and MLflow's schema enforcement turns their missing values into the text
+    '<NA>' (an unseen category) before the model sees them; a JSON request's null, and
+    Ray Data's batches, keep them missing."""
+    frame = pd.read_parquet(prepared["prep"].test)
+    return frame.astype({c: object if pd.api.types.is_string_dtype(t) else "float64"
+                         for c, t in frame.dtypes.items()})
+
+
 def _test_auc(prepared, model_uri: str) -> float:
-    test = pd.read_parquet(prepared["prep"].test)
+    test = _test_rows(prepared)
     model = mlflow.pyfunc.load_model(model_uri)
     scores = np.asarray(model.predict(test.drop(columns=[LABEL])))
     assert scores.min() >= 0.0 and scores.max() <= 1.0
@@ -63,7 +73,9 @@ def test_mlflow_models_serve_answers_like_the_pyfunc(prepared, torch_model):
 
     result, ws = torch_model
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": ws.mlflow_uri}
+    # as in an activated virtualenv: MLflow starts the server as `exec uvicorn ...`
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ws.mlflow_uri, "PATH": path}
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", result.model_uri, "-p",
          str(port), "--env-manager", "local", "--host", "127.0.0.1"], env=env,
@@ -78,7 +90,7 @@ def test_mlflow_models_serve_answers_like_the_pyfunc(prepared, torch_model):
                 time.sleep(0.5)
         assert server.poll() is None, server.stderr.read().decode()[-2000:] if server.stderr \
             else "mlflow models serve exited"
-        rows = pd.read_parquet(prepared["prep"].test).drop(columns=[LABEL]).head(20)
+        rows = _test_rows(prepared).drop(columns=[LABEL]).head(20)
         answer = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=30,
                                json={"dataframe_split": json.loads(rows.to_json(
                                    orient="split", index=False))})

@@ -83,3 +83,22 @@ def test_optional_clipping_bounds_values_before_scaling():
     at_bound = fitted.transform(pd.DataFrame({"income": [40.0]}))[0, 0]
     assert outlier == at_bound
     assert FittedFeatures.from_json(fitted.to_json()).clip == {"income": [None, 40.0]}
+
+
+def test_missing_categories_encode_alike_whatever_the_column_dtype():
+    """None in an Arrow-backed string column, NaN in an object column and pd.NA in a
+    string column are all the same missing value (train/serve skew otherwise)."""
+    import pyarrow as pa
+
+    from raymlops.data.features import MISSING, fit_frames
+
+    fitted = fit_frames([pd.DataFrame({"c": ["a", "b", None, "a"]})], [], ["c"])
+    assert MISSING in fitted.vocab["c"]
+    frames = [
+        pd.DataFrame({"c": pd.Series(["a", None], dtype=pd.ArrowDtype(pa.large_string()))}),
+        pd.DataFrame({"c": pd.Series(["a", float("nan")], dtype=object)}),
+        pd.DataFrame({"c": pd.Series(["a", pd.NA], dtype="string")}),
+    ]
+    codes = [fitted.encode(f)[1][:, 0].tolist() for f in frames]
+    assert codes[0] == codes[1] == codes[2]
+    assert codes[0][1] == fitted.vocab["c"].index(MISSING)
