@@ -304,7 +304,8 @@ class Pipeline:
             experiment_id=experiment_id, train_dir=Path(prep.train), valid_dir=Path(prep.valid),
             features_path=Path(prep.features), dataset=dataset))
         self._event("train", "model_trained", {"mlflow_run_id": trained.mlflow_run_id,
-                    "model_uri": trained.model_uri, "metrics": trained.final_metrics},
+                    "model_uri": trained.model_uri, "metrics": trained.final_metrics,
+                    "framework": cfg.train.framework, "tuning": trained.tuning},
                     dataset_digest=ing.digest)
 
         ev = self._stage("evaluate", EvaluationResult, trained.model_dump(), lambda: evaluate(
@@ -315,7 +316,7 @@ class Pipeline:
         self._event("evaluate", "gate_verdict", {"passed": ev.gate_passed,
                     "reasons": ev.gate_reasons, "metrics": ev.metrics},
                     dataset_digest=ing.digest)
-        _log_test_metrics(trained.mlflow_run_id, ev)
+        tracking.log_test_metrics(trained.mlflow_run_id, ev.metrics, ev.gate_passed)
         if not ev.gate_passed:
             raise GateRejectedError(f"model rejected by its gates: {'; '.join(ev.gate_reasons)}")
 
@@ -337,6 +338,7 @@ class Pipeline:
         from raymlops.monitoring.monitor import MonitorResult, monitor
         from raymlops.registry import mlflow_registry as registry
         from raymlops.serving.deploy import DeployResult, deploy, live_weights, rollout_reason
+        from raymlops.training import tracking
 
         cfg, ws = self.config, self.workspace
         weights = {reg.version: 100.0}
@@ -374,7 +376,7 @@ class Pipeline:
             reports={"validation": str(Path(self.run_dir) / "data" / "validation.html"),
                      "evaluation": ev.report, "drift": mon.drift_report or "",
                      "drift_html": mon.drift_html or ""},
-            mlflow_ui=mlflow_ui_command(cfg, ws),
+            mlflow_ui=tracking.mlflow_ui_command(cfg, ws),
             drift={"verdict": mon.drift_verdict, "drifted_columns": mon.drifted_columns},
             replay=mon.replay, stages=self._log.entries,
         )
@@ -387,22 +389,3 @@ class Pipeline:
         summary.stages = summary.stages or self._log.entries
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(summary.model_dump_json(indent=2))
-
-
-def _log_test_metrics(mlflow_run_id: str, ev: Any) -> None:
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    client.log_batch(mlflow_run_id, metrics=[Metric(f"test_{k}", float(v), now, 0)
-                                             for k, v in ev.metrics.items()])
-    client.set_tag(mlflow_run_id, "raymlops.gate", "passed" if ev.gate_passed else "rejected")
-
-
-def mlflow_ui_command(config: PipelineConfig, workspace: Workspace) -> str:
-    if config.tracking.uri:
-        return config.tracking.uri
-    return (f"mlflow ui --backend-store-uri {workspace.mlflow_uri} "
-            f"--default-artifact-root {workspace.artifacts_dir.as_uri()} --port 5000")

@@ -219,3 +219,23 @@ def finish_run(mlflow_run_id: str, status: str = "FINISHED") -> None:
     import mlflow
 
     mlflow.MlflowClient().set_terminated(mlflow_run_id, status=status)
+
+
+def log_test_metrics(mlflow_run_id: str, metrics: dict[str, float], passed: bool) -> None:
+    """The holdout metrics (``test_*``) and the gate verdict, on the training run."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    mlflow.MlflowClient().log_batch(mlflow_run_id, metrics=[
+        Metric(f"test_{k}", float(v), now, 0) for k, v in metrics.items()])
+    mlflow.MlflowClient().set_tag(mlflow_run_id, "raymlops.gate",
+                                  "passed" if passed else "rejected")
+
+
+def mlflow_ui_command(config: PipelineConfig, workspace: Workspace) -> str:
+    """How to look at this run: the team server's URL, or the local ``mlflow ui`` line."""
+    if config.tracking.uri:
+        return config.tracking.uri
+    return (f"mlflow ui --backend-store-uri {workspace.mlflow_uri} "
+            f"--default-artifact-root {workspace.artifacts_dir.as_uri()} --port 5000")

@@ -27,6 +27,8 @@ class TrainResult(BaseModel):
     model_dir: str
     params: dict[str, Any]
     final_metrics: dict[str, float]
+    #: the search's decision, when train.tune ran: best trial, metric, every trial's end
+    tuning: dict[str, Any] | None = None
 
 
 MODEL_FILES = {"xgboost": ("model.ubj",), "torch": ("model.pt", "model.json")}
@@ -114,5 +116,11 @@ def train(config: PipelineConfig, *, run_id: str, run_dir: Path, storage: Path,
         tracking.finish_run(mlflow_run_id, "FAILED")
         raise
     tracking.finish_run(mlflow_run_id)
+    tuning = None if outcome is None else {
+        "best_trial": outcome.best_trial, "metric": outcome.metric, "mode": outcome.mode,
+        "reason": f"lowest last {outcome.metric}" if outcome.mode == "min" else
+                  f"highest last {outcome.metric}",
+        "trials": {t.trial_id: {"status": t.status, "value": t.last.get(outcome.metric)}
+                   for t in outcome.trials}}
     return TrainResult(mlflow_run_id=mlflow_run_id, model_uri=model_uri, model_dir=str(model_dir),
-                       params=logged, final_metrics=final)
+                       params=logged, final_metrics=final, tuning=tuning)

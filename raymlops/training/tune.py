@@ -78,6 +78,10 @@ def _scheduler(settings: TuneSettings, plan: Plan) -> Any:
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
 
+def _trial_id(result: Any) -> str:
+    return str((result.metrics or {}).get("trial_id") or Path(result.path).name)
+
+
 def _records(grid: Any, metric: str) -> list[TrialRecord]:
     records = []
     for result in grid:
@@ -91,7 +95,7 @@ def _records(grid: Any, metric: str) -> list[TrialRecord]:
         status = "FAILED" if result.error else (
             "FINISHED" if last.get("final") else "STOPPED_EARLY")
         records.append(TrialRecord(
-            trial_id=str((result.metrics or {}).get("trial_id") or Path(result.path).name),
+            trial_id=_trial_id(result),
             params=dict(result.config or {}), history=history, last=last, status=status,
             error=str(result.error).splitlines()[0][:500] if result.error else None))
     return records
@@ -144,8 +148,8 @@ def run_tuning(plan: Plan, *, name: str, settings: TuneSettings, metric: str,
     for record in records:
         log.info("tuning %s: trial %s %s %s=%s params=%s", name, record.trial_id,
                  record.status, metric, record.last.get(metric), record.params)
-    log.info("tuning %s: best trial %s with %s=%.5f (%s); params %s", name,
-             best_metrics.get("trial_id"), metric, best_metrics[metric], mode, best_params)
-    return TuneOutcome(best_trial=str(best_metrics.get("trial_id")), best_params=best_params,
+    log.info("tuning %s: best trial %s with %s=%.5f (%s); params %s", name, _trial_id(best),
+             metric, best_metrics[metric], mode, best_params)
+    return TuneOutcome(best_trial=_trial_id(best), best_params=best_params,
                        checkpoint_dir=Path(checkpoint), metric=metric, mode=mode,
                        trials=records)
