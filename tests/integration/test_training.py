@@ -145,6 +145,14 @@ def test_tuning_runs_trials_nested_under_the_parent_run(prepared):
     assert result.params["max_depth"] == int(best[0].data.params["max_depth"])
     assert _test_auc(prepared, result.model_uri) > 0.6
 
+    # a rerun of the same run restores the Tune experiment: the same trials, not new ones
+    again, _, _ = _train(prepared, config, "tune-a")
+    assert again.tuning["trials"].keys() == result.tuning["trials"].keys()
+    assert again.tuning["best_trial"] == result.tuning["best_trial"]
+    children = client.search_runs(
+        [experiment_id], f"tags.`mlflow.parentRunId` = '{again.mlflow_run_id}'")
+    assert len(children) == 3
+
 
 def test_torch_model_runs_the_whole_pipeline_and_serves(ray_session, serve_port, tmp_path):
     """The torch MLP through evaluate, register and a live Serve replica, by config."""
