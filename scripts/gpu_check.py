@@ -188,8 +188,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--skip-xgboost", action="store_true")
     parser.add_argument("--devices", default="cuda,cpu")
+    parser.add_argument("--fp16", action="store_true",
+                        help="act as a GPU without bfloat16: float16 autocast + GradScaler")
     args = parser.parse_args()
     _import_without_package_init()
+    if args.fp16:
+        import torch
+
+        torch.cuda.is_bf16_supported = lambda *a, **k: False  # type: ignore[assignment]
     devices = args.devices.split(",")
     report: dict[str, Any] = {"torch": torch_check(args.rows, args.epochs, devices)}
     if not args.skip_xgboost:

@@ -196,6 +196,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:  # noqa: PLR0915 - on
         history, best_loss, best_state = state["history"], state["best_loss"], state["best_state"]
         stale, start_epoch = state["stale"], state["epoch"] + 1
         torch.set_rng_state(state["rng"])
+        if needs_scaler and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
 
     epochs, batch_size = int(params["epochs"]), int(params["batch_size"])
     every = int(config.get("report_every") or 1)
@@ -244,7 +246,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:  # noqa: PLR0915 - on
                              "optimizer": optimizer.state_dict(), "epoch": epoch,
                              "history": history, "best_loss": best_loss,
                              "best_state": best_state, "stale": stale,
-                             "rng": torch.get_rng_state()})
+                             "rng": torch.get_rng_state(),
+                             "scaler": scaler.state_dict() if needs_scaler else None})
                 attached = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=attached)
         if stop:
