@@ -44,7 +44,9 @@ def ray_session():
     # listing, reads) ask for a whole CPU. With num_cpus=2 a later module's reads could
     # never be scheduled. A single `raymlops run` never meets this: it serves only after
     # its last data and training stage.
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+    # The dashboard is on, as in raymlops' init_ray: Ray Train's placement-group cleaner
+    # needs the State API it serves (see raymlops/_internal/ray_runtime.py).
+    ray.init(num_cpus=4, include_dashboard=True, log_to_driver=False,
              logging_level=logging.WARNING)
     from raymlops._internal.ray_runtime import quiet_ray
 

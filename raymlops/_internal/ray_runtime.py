@@ -47,7 +47,12 @@ def init_ray(address: str | None) -> bool:
         return False
     import ray
 
-    ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+    # The dashboard stays on: it serves the State API, which Ray Train's placement-group
+    # cleaner needs. Without it, a controller killed while tearing down (Tune stops a
+    # trial, a driver is interrupted) leaves its placement group, and its CPUs, reserved
+    # until the driver exits: on a 2-CPU node, a tuning run left 2 CPUs reserved and the
+    # next Ray Data stage waited for them forever.
+    ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=True,
              log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)
     quiet_ray()
     return True
