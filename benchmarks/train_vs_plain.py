@@ -42,8 +42,8 @@ NUMERIC = ["age", "income", "loan_amount", "credit_score", "debt_to_income", "em
 CATEGORICAL = ["home_ownership", "purpose", "region", "gender"]
 
 
-def make_tables(rows: int, directory: Path) -> Any:
-    """Raw lending rows -> (raw table with ``_label``, fitted features); raw Parquet parts."""
+def make_tables(rows: int) -> Any:
+    """Raw lending rows -> (raw table with ``_label``, fitted features)."""
     from raymlops.data.demo import make_lending_table
     from raymlops.data.features import fit_frames
     from raymlops.data.rules import LABEL
@@ -51,11 +51,7 @@ def make_tables(rows: int, directory: Path) -> Any:
     table = make_lending_table(rows, seed=0).drop(columns=["email"]).rename(
         columns={"defaulted": LABEL})
     table[LABEL] = table[LABEL].astype(float)
-    fitted = fit_frames([table], NUMERIC, CATEGORICAL)
-    directory.mkdir(parents=True, exist_ok=True)
-    for i, part in enumerate(np.array_split(np.arange(rows), 8)):
-        table.iloc[part].to_parquet(directory / f"part-{i}.parquet", index=False)
-    return table, fitted
+    return table, fit_frames([table], NUMERIC, CATEGORICAL)
 
 
 def config_for(framework: str, params: dict[str, Any], cpus: int) -> Any:
@@ -83,14 +79,13 @@ def ray_fit(plan: Any, name: str, params: dict[str, Any]) -> dict[str, float]:
 
 
 def plain_xgboost(features: pd.DataFrame, params: dict[str, Any], rounds: int) -> dict[str, Any]:
-    from raymlops.data.rules import LABEL
     from raymlops.training.xgboost_loop import fit_booster
 
     split = int(len(features) * 0.9)
     start = time.perf_counter()
     _, history = fit_booster(features[:split], features[split:], params, rounds, None)
     return {"seconds": time.perf_counter() - start,
-            "valid_logloss": history["valid"]["logloss"][-1], "label": LABEL}
+            "valid_logloss": history["valid"]["logloss"][-1]}
 
 
 def bench_xgboost(args: argparse.Namespace, table: pd.DataFrame, fitted: Any,
@@ -233,15 +228,15 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "train_vs_plain.json"))
     args = parser.parse_args()
 
-    from raymlops._internal.ray_runtime import apply_ray_defaults, quiet_ray
+    from raymlops._internal.ray_runtime import apply_ray_defaults, quiet_ray, set_ray_auth_mode
 
     if not args.ray_train_defaults:
         apply_ray_defaults()  # what raymlops sets before it starts a local Ray
     else:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        set_ray_auth_mode()
     tmp = Path(tempfile.mkdtemp(prefix="raymlops-train-bench-"))
     try:
-        table, fitted = make_tables(args.rows, tmp / "raw")
+        table, fitted = make_tables(args.rows)
         start = time.perf_counter()
         import ray
 

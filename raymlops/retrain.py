@@ -80,12 +80,10 @@ def recorded_inputs(name: str, version: str, store: LineageStore) -> tuple[Retra
 
 def retrain(name: str, version: str, *, workdir: str | Path | None, address: str | None,
             store: LineageStore, overrides: dict[str, Any] | None = None) -> RetrainResult:
-    source, config = recorded_inputs(name, version, store)
-    if overrides:
-        config = load_config(config.model_dump(mode="json", by_alias=True), overrides)
-    if config.data.incremental:  # the snapshot is the whole dataset of that run
-        config = load_config(config.model_dump(mode="json", by_alias=True),
-                             {"data.incremental": False})
+    source, recorded = recorded_inputs(name, version, store)
+    # the snapshot is the whole dataset of that run, never an increment of it
+    config = load_config(recorded.model_dump(mode="json", by_alias=True),
+                         {**(overrides or {}), "data.incremental": False})
     now = git_commit()
     same_commit = bool(source.commit) and source.commit == now
     if not same_commit:

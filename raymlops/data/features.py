@@ -118,6 +118,11 @@ class FittedFeatures:
         return np.hstack(blocks).astype(np.float32, copy=False)
 
     @property
+    def numeric_width(self) -> int:
+        """Columns of ``encode``'s numeric block: the numbers, then missing indicators."""
+        return len(self.numeric) + len(self.indicators)
+
+    @property
     def cardinalities(self) -> list[int]:
         """Codes per categorical column: its vocabulary plus the unknown bucket."""
         return [len(self.vocab[c]) + 1 for c in self.categorical]

@@ -46,8 +46,7 @@ def torch_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_spec(task: str, fitted: FittedFeatures, params: dict[str, Any]) -> ModelSpec:
-    numeric, _ = fitted.encode(pd.DataFrame({c: [] for c in fitted.input_columns}))
-    return ModelSpec(task=task, n_numeric=max(1, numeric.shape[1]),
+    return ModelSpec(task=task, n_numeric=max(1, fitted.numeric_width),
                      cardinalities=fitted.cardinalities, hidden=list(params["hidden"]),
                      dropout=float(params["dropout"]),
                      max_embedding_dim=int(params["max_embedding_dim"]))

@@ -155,8 +155,10 @@ def log_trials(parent_run_id: str, experiment_id: str, run_id: str, outcome: Any
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for step, row in enumerate(trial.history)
                    for k, v in row.items() if k.startswith(("valid_", "train_"))]
-        client.log_batch(child.info.run_id, metrics=metrics[:1000],
-                         params=[Param(k, str(v)[:6000]) for k, v in trial.params.items()])
+        params = [Param(k, str(v)[:6000]) for k, v in trial.params.items()]
+        for start in range(0, max(len(metrics), 1), 1000):  # MLflow takes 1000 per batch
+            client.log_batch(child.info.run_id, metrics=metrics[start:start + 1000],
+                             params=params if start == 0 else [])
         status = "FAILED" if trial.status == "FAILED" else "FINISHED"
         client.set_terminated(child.info.run_id, status=status)
         children.append(str(child.info.run_id))
