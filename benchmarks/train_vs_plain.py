@@ -1,17 +1,33 @@
 """Training through raymlops (Ray Train) versus the plain library, in one run.
 
-* XGBoost: raymlops' trainer (``XGBoostTrainer`` running ``xgboost_loop``, built by
-  ``training.trainer.Plan``) versus plain ``xgboost.train`` on the same feature table,
-  with the same parameters and threads (one worker holding both CPUs).
-* torch: raymlops' ``TorchTrainer`` running ``torch_loop`` versus a plain torch loop
-  over in-memory tensors: the same MLP, optimizer, batch size, epochs and threads.
+The rows are the demo lending table after the product's row rules (``RowChecker``), the
+features fitted on them (``fit_frames``); one worker holds all ``--cpus`` CPUs.
+
+* XGBoost: ``Plan.trainer(...).fit()``, the trainer the train stage builds
+  (``XGBoostTrainer`` running ``xgboost_loop.train_loop_per_worker``: read the shards
+  into pandas, then ``fit_resumable`` -> ``fit_booster``), on datasets that
+  ``Plan.load_datasets`` made from a train and a valid Parquet split (90/10). Versus
+  ``xgboost_loop.fit_booster`` (``xgboost.train`` with a DMatrix per split) on the same
+  rows as in-memory feature frames. Both take the parameters from ``Plan.loop_config``:
+  the same params, ``nthread`` and seed, early stopping off, no checkpoint until the end.
+* torch: ``Plan.trainer(...).fit()`` for ``TorchTrainer`` running
+  ``torch_loop.train_loop_per_worker`` on a train dataset of ``ToTensors`` batches (no
+  valid split, so no per-epoch evaluation), versus a plain torch loop over in-memory
+  tensors: the same MLP, optimizer, batch size, epochs, seed and threads, also from
+  ``Plan.loop_config``.
 
 The fixed start-up cost is measured separately: each contender also runs with one
 boosting round (one epoch on a small sample for torch), and ``fixed = raymlops(1) -
 plain(1)``; the marginal ratio is ``(raymlops(N) - raymlops(1)) / (plain(N) - plain(1))``.
-Data preparation (reading Parquet into the trainer's datasets, building arrays for the
-plain loop) is timed on its own and not counted in either fit. Ray's start-up is
-reported apart. All times are medians over ``--rounds``.
+"Inside the loop" is what the loop's final report measured: ``seconds_data`` (XGBoost:
+reading the shards into pandas; torch: the time the epochs waited for batches) and
+``seconds_fit`` (XGBoost: DMatrix and boosting; torch: the rest of the epochs); the rest
+of the wall time is Ray Train's (workers, placement group, reports, checkpoint,
+teardown). Data preparation (``load_datasets`` or the materialized tensor dataset;
+building frames or arrays for the plain loop) is timed on its own and not counted in
+either fit. Ray is started as the product starts it (``init_ray``: ``apply_ray_defaults``
+before Ray is imported, the dashboard on); its start-up is reported apart. All times are
+medians over ``--rounds``.
 
     python benchmarks/train_vs_plain.py                       # 2M rows, 50 rounds
     python benchmarks/train_vs_plain.py --rows 200000 --rounds 1   # quick look
@@ -43,15 +59,18 @@ CATEGORICAL = ["home_ownership", "purpose", "region", "gender"]
 
 
 def make_tables(rows: int) -> Any:
-    """Raw lending rows -> (raw table with ``_label``, fitted features)."""
+    """Lending rows as validate accepts them (normalized, ``_label``), and their features."""
     from raymlops.data.demo import make_lending_table
-    from raymlops.data.features import fit_frames
-    from raymlops.data.rules import LABEL
+    from raymlops.data.rules import RowChecker
+    from raymlops.features import RowSpec, fit_frames
+    from raymlops.names import REASON
 
-    table = make_lending_table(rows, seed=0).drop(columns=["email"]).rename(
-        columns={"defaulted": LABEL})
-    table[LABEL] = table[LABEL].astype(float)
-    return table, fit_frames([table], NUMERIC, CATEGORICAL)
+    spec = RowSpec(numeric=list(NUMERIC), categorical=list(CATEGORICAL))
+    raw = make_lending_table(rows, seed=0).drop(columns=["email"])
+    checked = RowChecker(config_for("xgboost", {}, 1).data, spec)(raw)
+    table = checked[checked[REASON].isna()].drop(columns=[REASON, "defaulted"])
+    table = table.reset_index(drop=True)
+    return table, fit_frames([table], spec)
 
 
 def config_for(framework: str, params: dict[str, Any], cpus: int) -> Any:
@@ -67,71 +86,80 @@ def config_for(framework: str, params: dict[str, Any], cpus: int) -> Any:
 
 
 def ray_fit(plan: Any, name: str, params: dict[str, Any]) -> dict[str, float]:
+    """One ``Plan.trainer(...).fit()``, as the train stage runs it; the final report's
+    timings (``seconds_*``) and metrics come with the wall time."""
     start = time.perf_counter()
     result = plan.trainer(name, params).fit()
     wall = time.perf_counter() - start
     metrics = dict(result.metrics or {})
     return {"seconds": wall, **{k: float(v) for k, v in metrics.items()
-                                if k.startswith(("seconds_", "valid_"))}}
+                                if k.startswith(("seconds_", "valid_", "train_loss"))}}
 
 
 # -- XGBoost ------------------------------------------------------------------------------
 
 
-def plain_xgboost(features: pd.DataFrame, params: dict[str, Any], rounds: int) -> dict[str, Any]:
+def plain_xgboost(train: pd.DataFrame, valid: pd.DataFrame, params: dict[str, Any],
+                  rounds: int) -> dict[str, Any]:
+    """``fit_booster`` as the loop calls it, without early stopping or callbacks."""
     from raymlops.training.xgboost_loop import fit_booster
 
-    split = int(len(features) * 0.9)
     start = time.perf_counter()
-    _, history = fit_booster(features[:split], features[split:], params, rounds, None)
+    _, history = fit_booster(train, valid, params, rounds, None)
     return {"seconds": time.perf_counter() - start,
             "valid_logloss": history["valid"]["logloss"][-1]}
 
 
 def bench_xgboost(args: argparse.Namespace, table: pd.DataFrame, fitted: Any,
                   storage: Path) -> dict[str, Any]:
-    import ray.data
-
     from raymlops.training.trainer import Plan, ToFeatures
-    from raymlops.training.xgboost_loop import xgboost_params
 
-    cpus = args.cpus
-    config = config_for("xgboost", {"num_boost_round": args.xgb_rounds}, cpus)
-    params, _, _ = xgboost_params("classification", {}, seed=42, use_gpu=False, nthread=cpus)
-    start = time.perf_counter()
-    features = ToFeatures(fitted)(table)
-    plain_prep = time.perf_counter() - start
-    split = int(len(features) * 0.9)
-    start = time.perf_counter()
+    config = config_for("xgboost", {"num_boost_round": args.xgb_rounds}, args.cpus)
     plan = Plan(config, fitted, {}, storage)
-    plan.datasets = {"train": ray.data.from_pandas(features[:split]).materialize(),
-                     "valid": ray.data.from_pandas(features[split:]).materialize()}
+    loop = plan.loop_config({"num_boost_round": args.xgb_rounds})
+    if loop["early_stopping"] is not None or loop["rounds"] != args.xgb_rounds:
+        raise RuntimeError(f"the loop would not boost {args.xgb_rounds} rounds: {loop}")
+    params = loop["params"]  # what the Ray Train worker gets: params, nthread, seed
+    split = int(len(table) * 0.9)
+    splits = {"train": storage.parent / "data" / "train",
+              "valid": storage.parent / "data" / "valid"}
+    for name, rows in (("train", table[:split]), ("valid", table[split:])):
+        splits[name].mkdir(parents=True, exist_ok=True)
+        rows.to_parquet(splits[name] / "part-000.parquet", index=False)
+    start = time.perf_counter()
+    train, valid = ToFeatures(fitted)(table[:split]), ToFeatures(fitted)(table[split:])
+    plain_prep = time.perf_counter() - start
+    start = time.perf_counter()
+    plan.load_datasets(splits["train"], splits["valid"])  # what the train stage runs
     ray_prep = time.perf_counter() - start
     runs: dict[str, list[dict[str, Any]]] = {"plain_n": [], "plain_1": [], "ray_n": [],
                                              "ray_1": []}
     for i in range(args.rounds):
-        runs["plain_n"].append(plain_xgboost(features, params, args.xgb_rounds))
-        runs["plain_1"].append(plain_xgboost(features, params, 1))
+        runs["plain_n"].append(plain_xgboost(train, valid, params, args.xgb_rounds))
+        runs["plain_1"].append(plain_xgboost(train, valid, params, 1))
         runs["ray_n"].append(ray_fit(plan, f"xgb-n-{i}", {"num_boost_round": args.xgb_rounds}))
         runs["ray_1"].append(ray_fit(plan, f"xgb-1-{i}", {"num_boost_round": 1}))
         print(f"xgboost round {i + 1}: " + ", ".join(
             f"{k}={v[-1]['seconds']:.2f}s" for k, v in runs.items()), file=sys.stderr)
     return summarize(runs, prep={"plain_seconds": plain_prep, "ray_seconds": ray_prep},
-                     rows=len(table), unit_n=args.xgb_rounds, unit="rounds")
+                     rows=len(table), unit_n=args.xgb_rounds, unit="rounds",
+                     params=dict(params))
 
 
 # -- torch --------------------------------------------------------------------------------
 
 
-def plain_torch(arrays: dict[str, np.ndarray], spec: Any, params: dict[str, Any], epochs: int,
-                threads: int) -> dict[str, Any]:
-    """The plain loop: same model, optimizer, batches and shuffling seed as torch_loop."""
+def plain_torch(arrays: dict[str, np.ndarray], loop: dict[str, Any],
+                epochs: int) -> dict[str, Any]:
+    """The plain loop: same model, optimizer, batch size, seed and threads as torch_loop
+    (from the same ``Plan.loop_config``); it shuffles with a full permutation per epoch."""
     import torch
 
-    from raymlops.training.torch_model import build_model
+    from raymlops.training.torch_model import ModelSpec, build_model
 
-    torch.manual_seed(42)
-    torch.set_num_threads(threads)
+    params, spec = loop["params"], ModelSpec(**loop["spec"])
+    torch.manual_seed(int(loop["seed"]))
+    torch.set_num_threads(int(loop["threads"]))
     model = build_model(spec)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params["lr"],
                                   weight_decay=params["weight_decay"])
@@ -139,36 +167,39 @@ def plain_torch(arrays: dict[str, np.ndarray], spec: Any, params: dict[str, Any]
     numeric, codes, label = (torch.from_numpy(arrays[k]) for k in ("numeric", "codes", "label"))
     n, batch = len(label), int(params["batch_size"])
     start = time.perf_counter()
+    loss_sum = 0.0
     for epoch in range(epochs):
         model.train()
         order = torch.from_numpy(np.random.default_rng(42 + epoch).permutation(n))
+        loss_sum = 0.0
         for i in range(0, n, batch):
             idx = order[i:i + batch]
             loss = loss_fn(model(numeric[idx], codes[idx]), label[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    return {"seconds": time.perf_counter() - start, "train_loss_last_batch": float(loss)}
+            loss_sum += float(loss.detach().item()) * len(idx)
+    return {"seconds": time.perf_counter() - start, "train_loss": loss_sum / max(n, 1)}
 
 
 def bench_torch(args: argparse.Namespace, table: pd.DataFrame, fitted: Any,
                 storage: Path) -> dict[str, Any]:
     import ray.data
 
-    from raymlops.data.rules import LABEL
-    from raymlops.training.torch_loop import ToTensors, model_spec, torch_params
+    from raymlops.names import LABEL
+    from raymlops.training.torch_loop import ToTensors
     from raymlops.training.trainer import Plan
 
     table = table.iloc[:args.torch_rows]
-    params = torch_params({"epochs": args.torch_epochs, "batch_size": 1024, "patience": 100})
-    spec = model_spec("classification", fitted, params)
+    params = {"epochs": args.torch_epochs, "batch_size": 1024, "patience": 100}
+    config = config_for("torch", dict(params), args.cpus)
+    plan = Plan(config, fitted, {}, storage)
+    loop = plan.loop_config(params)  # what the Ray Train worker gets
     start = time.perf_counter()
     tensors = ToTensors(fitted)(table)
     arrays = {"numeric": tensors["numeric"], "codes": tensors["codes"], "label": tensors[LABEL]}
     plain_prep = time.perf_counter() - start
     start = time.perf_counter()
-    config = config_for("torch", dict(params), args.cpus)
-    plan = Plan(config, fitted, {}, storage)
     dataset = ray.data.from_pandas(table).map_batches(ToTensors(fitted), batch_format="pandas")
     plan.datasets = {"train": dataset.materialize()}  # no valid split: same work as plain
     ray_prep = time.perf_counter() - start
@@ -180,28 +211,34 @@ def bench_torch(args: argparse.Namespace, table: pd.DataFrame, fitted: Any,
                                              "ray_1": []}
     one = {**params, "epochs": 1}
     for i in range(args.rounds):
-        runs["plain_n"].append(plain_torch(arrays, spec, params, args.torch_epochs, args.cpus))
-        runs["plain_1"].append(plain_torch(small, spec, one, 1, args.cpus))
+        runs["plain_n"].append(plain_torch(arrays, loop, args.torch_epochs))
+        runs["plain_1"].append(plain_torch(small, loop, 1))
         runs["ray_n"].append(ray_fit(plan, f"torch-n-{i}", params))
         runs["ray_1"].append(ray_fit(plan_small, f"torch-1-{i}", one))
         print(f"torch round {i + 1}: " + ", ".join(
             f"{k}={v[-1]['seconds']:.2f}s" for k, v in runs.items()), file=sys.stderr)
     return summarize(runs, prep={"plain_seconds": plain_prep, "ray_seconds": ray_prep},
-                     rows=len(table), unit_n=args.torch_epochs, unit="epochs")
+                     rows=len(table), unit_n=args.torch_epochs, unit="epochs",
+                     params={**loop["params"], "threads": loop["threads"], "seed": loop["seed"]})
 
 
 # -- summary ------------------------------------------------------------------------------
 
 
 def summarize(runs: dict[str, list[dict[str, Any]]], *, prep: dict[str, float], rows: int,
-              unit_n: int, unit: str) -> dict[str, Any]:
+              unit_n: int, unit: str, params: dict[str, Any]) -> dict[str, Any]:
     med = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
     fixed = med["ray_1"] - med["plain_1"]
-    marginal = (med["ray_n"] - med["ray_1"]) / max(med["plain_n"] - med["plain_1"], 1e-9)
-    inside = {k: statistics.median(r[k] for r in runs["ray_n"])
-              for k in runs["ray_n"][0] if k.startswith("seconds_")}
+    plain_marginal = med["plain_n"] - med["plain_1"]
+    # None when the extra rounds (epochs) cost plain nothing measurable (tiny runs)
+    marginal = (med["ray_n"] - med["ray_1"]) / plain_marginal if plain_marginal > 0 else None
+    keys = sorted({k for r in runs["ray_n"] for k in r if k.startswith("seconds_")})
+    missing = [k for k in ("seconds_data", "seconds_fit") if k not in keys]
+    if missing:
+        raise RuntimeError(f"the loop's final report has no {missing}: got {keys}")
+    inside = {k: statistics.median(r[k] for r in runs["ray_n"]) for k in keys}
     return {
-        "rows": rows, unit: unit_n,
+        "rows": rows, unit: unit_n, "params": params,
         "median_seconds": med,
         "ratio_total": med["ray_n"] / med["plain_n"],
         "fixed_cost_seconds": fixed,
@@ -240,8 +277,9 @@ def main() -> None:
         start = time.perf_counter()
         import ray
 
-        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)
+        # as init_ray starts it (which takes no num_cpus): dashboard on, driver logs off
+        ray.init(num_cpus=args.cpus, include_dashboard=True, log_to_driver=False,
+                 logging_level=logging.WARNING, configure_logging=False)
         quiet_ray()
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray").setLevel(logging.WARNING)

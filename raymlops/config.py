@@ -36,6 +36,12 @@ class RangeRule(_Section):
     min: float | None = None
     max: float | None = None
 
+    @model_validator(mode="after")
+    def _ordered(self) -> RangeRule:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
 
 class ValidationConfig(_Section):
     """Row rules quarantine rows; dataset rules (schema, counts, balance) fail the stage."""
@@ -43,7 +49,7 @@ class ValidationConfig(_Section):
     max_reject_fraction: float = Field(0.05, ge=0.0, le=1.0)
     schema_: str | None = Field(None, alias="schema")
     ranges: dict[str, RangeRule] = Field(default_factory=dict)
-    allowed: dict[str, list[str]] = Field(default_factory=dict)
+    allowed: dict[str, list[str | int | float]] = Field(default_factory=dict)
     not_null: list[str] = Field(default_factory=list)
     unique_id: bool = True
     min_rows: int = Field(10, ge=1)
@@ -75,7 +81,10 @@ class DataConfig(_Section):
     numeric: list[str] | None = None
     sensitive: list[str] = Field(default_factory=list)
     pii: dict[str, PiiAction] = Field(default_factory=dict)
-    positive_label: str | int | None = None
+    #: The positive class of a classification label, compared after stripping and case
+    #: folding. An unquoted YAML ``Yes``/``True``/``On`` loads as a boolean and matches
+    #: yes/true/y/on/1 (``No``/``False``/``Off``: no/false/n/off/0).
+    positive_label: bool | str | int | float | None = None
     pii_key_env: str = Field("RAYMLOPS_PII_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     clip: dict[str, RangeRule] = Field(default_factory=dict)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
@@ -175,6 +184,10 @@ class DeployConfig(_Section):
     cpus_per_replica: float = Field(0.25, gt=0.0)
     router_cpus: float = Field(0.1, gt=0.0)
     capture: bool = True
+    #: A replica writes its captured rows when it holds this many, or when the oldest
+    #: has waited ``capture_flush_s`` seconds (a timer), on request, and on shutdown.
+    capture_max_rows: int = Field(500, ge=1)
+    capture_flush_s: float = Field(2.0, gt=0.0)
 
 
 class DriftConfig(_Section):

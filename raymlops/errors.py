@@ -90,3 +90,35 @@ class NotFoundError(RaymlopsError):
     """A model, version, alias or run that the command names does not exist."""
 
     exit_code = 9
+
+
+class TrainingError(RaymlopsError):
+    """Training failed for a reason a retry cannot fix: a bad parameter value, a model
+    that cannot be built from the data. Infrastructure failures (a worker or node lost)
+    are ``RetryableError`` instead."""
+
+    exit_code = 10
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler stopping the job): handled like Ctrl-C, with exit code 143."""
+
+
+#: Every exit code the CLI uses, and what it tells a scheduler (README, ``--help``).
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "an unexpected error (traceback in <workdir>/logs/last-error.log)",
+    2: "bad config or arguments (the message names the key)",
+    3: "bad or unreadable data (validation blocked it, or the source is missing)",
+    4: "a gate rejected the model; nothing was registered or deployed",
+    5: "the model registry contradicts this run (a conflict to resolve by hand)",
+    6: "integrity: a stored artifact or record does not match its digest",
+    7: "permission denied",
+    8: "deployment failed (Ray Serve could not start or update the application)",
+    9: "not found: the model, version, alias or run does not exist",
+    10: "training failed permanently (a bad parameter value, a model the data cannot fit)",
+    75: "retryable: infrastructure (a port in use, a worker or node lost, a store or "
+        "cluster unreachable); the same command may succeed, and --run-id resumes",
+    130: "interrupted (Ctrl-C); the run is marked interrupted and --run-id resumes it",
+    143: "terminated (SIGTERM); the run is marked interrupted and --run-id resumes it",
+}

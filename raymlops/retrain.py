@@ -21,8 +21,9 @@ from pydantic import BaseModel
 from raymlops.config import PipelineConfig, load_config
 from raymlops.errors import NotFoundError
 from raymlops.lineage.store import LineageStore
+from raymlops.names import RUN_TAG
 from raymlops.pipeline import Pipeline, RecordedData, RunSummary
-from raymlops.training.tracking import RUN_TAG, git_commit
+from raymlops.training.tracking import git_commit
 
 log = logging.getLogger("raymlops.retrain")
 

@@ -7,6 +7,7 @@ captured traffic). Nothing here touches the disk until a method is called.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,8 +21,23 @@ def default_workdir() -> Path:
     return Path(os.environ.get(WORKDIR_ENV) or DEFAULT_WORKDIR)
 
 
+#: A run id names folders, Ray Train runs and MLflow filter strings: a safe alphabet only.
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` unchanged if it is safe in paths and filter strings, else ConfigError."""
+    from raymlops.errors import ConfigError
+
+    if not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
+        raise ConfigError(f"--run-id {run_id[:80]!r}: use 1 to 64 letters, digits, '.', '_' "
+                          "or '-', starting with a letter or digit (as the ids raymlops "
+                          "makes, e.g. 20261201-120000-ab12cd)")
+    return run_id
 
 
 @dataclass(frozen=True)

@@ -91,8 +91,9 @@ def prepared(ray_session, tmp_path_factory):
     """Accepted rows (label already encoded) through the real split-and-fit stage."""
     from raymlops.config import SplitConfig
     from raymlops.data.demo import make_lending_table
-    from raymlops.data.features import preprocess
-    from raymlops.data.rules import LABEL
+    from raymlops.data.preprocess import preprocess
+    from raymlops.features import RowSpec
+    from raymlops.names import LABEL
 
     root = tmp_path_factory.mktemp("training")
     table = make_lending_table(4000, seed=3).drop(columns=["email"])
@@ -102,6 +103,6 @@ def prepared(ray_session, tmp_path_factory):
     table[LABEL] = table[LABEL].astype(float)
     table.to_parquet(accepted / "part-0.parquet", index=False)
     prep = preprocess(accepted=accepted, split=SplitConfig(), id_column=None,
-                      numeric=LENDING_NUMERIC, categorical=LENDING_CATEGORICAL, generalized=[],
+                      spec=RowSpec(numeric=LENDING_NUMERIC, categorical=LENDING_CATEGORICAL),
                       clip={}, run_dir=root / "run")
     return {"root": root, "prep": prep}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 
 #: Ray token authentication is on by default for clusters started by ``ray.init()``;
 #: processes that attach later need the same mode, so the driver always sets it.
@@ -52,8 +54,23 @@ def init_ray(address: str | None) -> bool:
     # trial, a driver is interrupted) leaves its placement group, and its CPUs, reserved
     # until the driver exits: on a 2-CPU node, a tuning run left 2 CPUs reserved and the
     # next Ray Data stage waited for them forever.
-    ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=True,
-             log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)
+    target = address or os.environ.get("RAY_ADDRESS")
+    # ray.init replaces the SIGTERM handler with one that calls sys.exit(15); the CLI's own
+    # handler marks the run interrupted and exits 143, so it is put back afterwards.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
+    try:
+        ray.init(address=target, include_dashboard=True, log_to_driver=False,
+                 logging_level=logging.WARNING, configure_logging=False)
+    except (ConnectionError, TimeoutError) as exc:
+        if not target:
+            raise
+        from raymlops.errors import RetryableError
+
+        raise RetryableError(f"cannot reach the Ray cluster at {target} (not running, or "
+                             f"still starting): {str(exc).splitlines()[0]}") from exc
+    if callable(previous):
+        signal.signal(signal.SIGTERM, previous)
     quiet_ray()
     return True
 

@@ -1,53 +1,85 @@
-"""Row rules: each row gets a reject reason or None, its label encoded, its types normalized.
+"""Row rules: each row gets a reject reason or None, its label encoded, its inputs normalized.
 
 Used by the validate stage inside ``Dataset.map_batches``; pure pandas, so it is tested
-without Ray.
+without Ray. The inputs are normalized by the one row normalization
+(``RowSpec.normalize``), the same function serving applies to requests; a value it
+cannot normalize (a text in a number column, a non-finite number, a boolean) is the
+row's reject reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
+import numpy as np
 import pandas as pd
 
 from raymlops.config import DataConfig
+from raymlops.features.normalize import RowSpec, canonical_categories, canonical_text, numbers_of
+from raymlops.names import LABEL, REASON
 
-REASON = "_reject_reason"
-LABEL = "_label"
+#: What an unquoted YAML boolean ``positive_label: Yes`` stands for.
+_TRUE_WORDS = frozenset({"true", "yes", "y", "on", "1"})
+_FALSE_WORDS = frozenset({"false", "no", "n", "off", "0"})
+
+
+def canonical_labels(values: Collection[object]) -> list[str]:
+    """Label values as canonical texts (``1.0`` and ``1`` alike), for schema comparisons."""
+    return sorted({t for t in (canonical_text(v) for v in values) if t is not None})
+
+
+def positive_matches(positive: object, texts: pd.Series) -> pd.Series:
+    """Which canonical label texts are the positive class, compared after case folding."""
+    folded = texts.str.casefold()
+    if isinstance(positive, bool):
+        return folded.isin(_TRUE_WORDS if positive else _FALSE_WORDS)
+    wanted = canonical_text(positive)
+    return folded.eq(wanted.casefold() if wanted else "")
 
 
 def encode_label(values: pd.Series, data: DataConfig) -> tuple[pd.Series, pd.Series]:
     """Return (numeric label, reason-or-None) for each row."""
     reasons = pd.Series([None] * len(values), index=values.index, dtype=object)
-    missing = values.isna()
-    reasons[missing] = f"target {data.target!r} is missing"
     if data.task == "regression":
-        label = pd.to_numeric(values, errors="coerce")
-        bad = label.isna() & ~missing
+        numbers, problems = numbers_of(values)
+        label = pd.Series(numbers, index=values.index, dtype="float64")
+        bad = np.zeros(len(values), dtype=bool)
+        for mask in problems.values():
+            bad |= mask
         reasons[bad] = f"target {data.target!r} is not a number"
-        return label.astype("float64"), reasons
+        reasons[label.isna().to_numpy() & ~bad] = f"target {data.target!r} is missing"
+        return label, reasons
+    texts_raw, _ = canonical_categories(values)
+    texts = pd.Series(texts_raw, index=values.index, dtype=object)
+    missing = texts.isna()
+    reasons[missing] = f"target {data.target!r} is missing"
+    present = texts.where(~missing, "").astype(str)
     if data.positive_label is not None:
-        text = values.astype(str)
-        label = (text == str(data.positive_label)).astype("float64")
+        label = positive_matches(data.positive_label, present).astype("float64")
         return label.where(~missing), reasons
-    text = values.astype(str).str.strip().str.lower()
-    mapping = {"0": 0.0, "1": 1.0, "0.0": 0.0, "1.0": 1.0, "false": 0.0, "true": 1.0}
-    label = text.map(mapping)
+    mapping = {"0": 0.0, "1": 1.0, "false": 0.0, "true": 1.0}
+    label = present.map(mapping)
     bad = label.isna() & ~missing
     reasons[bad] = (f"target {data.target!r} is not 0/1 or true/false; "
                     "set data.positive_label for other label values")
     return label.astype("float64"), reasons
 
 
-def _flag(mask: pd.Series, reason: str) -> pd.Series:
+def _flag(mask: np.ndarray | pd.Series, reason: str, index: pd.Index) -> pd.Series:
     """A reason where ``mask`` holds, None elsewhere."""
-    out = pd.Series([None] * len(mask), index=mask.index, dtype=object)
-    out[mask.to_numpy(dtype=bool)] = reason
+    out = pd.Series([None] * len(index), index=index, dtype=object)
+    out[np.asarray(mask, dtype=bool)] = reason
     return out
 
 
+def _blank(series: pd.Series) -> pd.Series:
+    """Missing, or a text that is empty once stripped (how CSV writes a hole)."""
+    texts = series.astype(object)
+    return series.isna() | texts.map(lambda v: isinstance(v, str) and not v.strip())
+
+
 class RowChecker:
-    """Batch function: adds the reject reason and the encoded label, normalizes types.
+    """Batch function: adds the reject reason and the encoded label, normalizes the inputs.
 
     ``allowed`` maps a categorical column to its allowed values (the config's
     ``validation.allowed`` over the expected schema's sets); ``labels`` is the set of
@@ -55,55 +87,61 @@ class RowChecker:
     more than once in the whole dataset (found in a separate pass).
     """
 
-    def __init__(self, data: DataConfig, numeric: list[str], categorical: list[str], *,
-                 allowed: dict[str, list[str]] | None = None,
+    def __init__(self, data: DataConfig, spec: RowSpec, *,
+                 allowed: Mapping[str, Collection[object]] | None = None,
                  labels: Collection[str] | None = None,
                  duplicate_ids: Collection[str] = ()) -> None:
         self.data = data
-        self.numeric = numeric
-        self.categorical = categorical
-        self.allowed = {k: set(v) for k, v in (allowed or data.validation.allowed).items()}
-        self.labels = set(labels) if labels is not None else None
+        self.spec = spec
+        source = allowed if allowed is not None else data.validation.allowed
+        self.allowed = {k: set(canonical_labels(v)) for k, v in source.items()}
+        self.labels = set(canonical_labels(labels)) if labels is not None else None
         self.duplicate_ids = set(duplicate_ids)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         out = batch.copy()
-        data, rules = self.data, self.data.validation
+        data, rules, index = self.data, self.data.validation, batch.index
         problems: list[pd.Series] = []
         target = out[data.target]
         if self.labels is not None:
-            unseen = target.notna() & ~target.astype(str).isin(self.labels)
+            texts = pd.Series(canonical_categories(target)[0], index=index, dtype=object)
+            unseen = texts.notna() & ~texts.isin(self.labels)
             problems.append(_flag(unseen, f"target {data.target!r} has a label value outside "
-                                          f"the expected set {sorted(self.labels)}"))
+                                          f"the expected set {sorted(self.labels)}", index))
         label, label_reason = encode_label(target, data)
         out[LABEL] = label
         problems.append(label_reason)
-        for col in rules.not_null:
-            if col in out.columns:
-                problems.append(_flag(out[col].isna(), f"column {col!r} is null"))
-        if self.duplicate_ids and data.id_column in out.columns:
-            dup = out[data.id_column].astype(str).isin(self.duplicate_ids)
-            problems.append(_flag(dup, f"id {data.id_column!r} is not unique"))
-        for col in self.numeric:
-            raw = out[col]
-            if raw.dtype.kind not in "biuf":  # numbers stored as text: blanks are missing
-                raw = raw.where(raw.isna() | raw.astype(str).str.strip().ne(""), None)
-            number = pd.to_numeric(raw, errors="coerce").astype("float64")
-            problems.append(_flag(number.isna() & raw.notna(), f"column {col!r} is not a number"))
-            out[col] = number
+        if data.id_column and data.id_column in out.columns:
+            problems.append(_flag(_blank(out[data.id_column]),
+                                  f"id {data.id_column!r} is missing", index))
+            if self.duplicate_ids:
+                dup = out[data.id_column].astype(str).isin(self.duplicate_ids)
+                problems.append(_flag(dup, f"id {data.id_column!r} is not unique", index))
+        normalized = self.spec.normalize(out, protect=False)
+        problems += [_flag(p.mask, p.reason(), index) for p in normalized.problems]
+        clean = normalized.frame
+        for col in self.spec.numeric:
+            out[col] = clean[col].to_numpy(dtype="float64")
             rule = rules.ranges.get(col)
             if rule is not None:
-                low = number < rule.min if rule.min is not None else pd.Series(False, out.index)
-                high = number > rule.max if rule.max is not None else pd.Series(False, out.index)
+                number = out[col]
+                low = number < rule.min if rule.min is not None else pd.Series(False, index)
+                high = number > rule.max if rule.max is not None else pd.Series(False, index)
                 problems.append(_flag(low | high,
-                                      f"column {col!r} outside [{rule.min}, {rule.max}]"))
-        for col in self.categorical:
-            out[col] = out[col].map(_category).astype("string")
+                                      f"column {col!r} outside [{rule.min}, {rule.max}]", index))
+        for col in self.spec.categorical:
+            out[col] = pd.array(clean[col].to_numpy(dtype=object), dtype="string")
             allowed = self.allowed.get(col)
             if allowed is not None:
                 bad = out[col].notna() & ~out[col].isin(allowed)
-                problems.append(_flag(bad, f"column {col!r} has a value outside the allowed set"))
-        out[REASON] = _join(problems, out.index)
+                problems.append(_flag(bad, f"column {col!r} has a value outside the allowed set",
+                                      index))
+        inputs = set(self.spec.input_columns)
+        for col in rules.not_null:
+            if col in out.columns:
+                empty = out[col].isna() if col in inputs else _blank(out[col])
+                problems.append(_flag(empty, f"column {col!r} is null", index))
+        out[REASON] = _join(problems, index)
         return out
 
 
@@ -120,11 +158,4 @@ def _join(problems: list[pd.Series], index: pd.Index) -> pd.Series:
     return reasons
 
 
-def _category(value: object) -> str | None:
-    """Categories as stripped strings; empty strings (how CSV writes a hole) are missing."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
+__all__ = ["LABEL", "REASON", "RowChecker", "canonical_labels", "encode_label"]

@@ -56,16 +56,20 @@ class ExpectedSchema(BaseModel):
 def infer_schema(frame: pd.DataFrame, data: DataConfig) -> ExpectedSchema:
     """The schema of a trusted table (already PII-protected or raw: names and types only)."""
     columns = {c: type_family(str(t)) for c, t in frame.dtypes.items()}
+    from raymlops.data.rules import canonical_labels
+    from raymlops.features.normalize import canonical_categories
+
     labels = None
     if data.task == "classification" and data.target in frame.columns:
-        labels = sorted(str(v) for v in frame[data.target].dropna().unique())
+        # canonical texts: a label column pandas read as floats (one hole) gives '0', '1'
+        labels = canonical_labels(frame[data.target].dropna().unique())
     skip = {data.target, data.id_column, *data.pii}
     categories = {}
     for column, family in columns.items():
         if family != "string" or column in skip:
             continue
-        values = frame[column].dropna().astype(str).str.strip()
-        distinct = sorted(v for v in values.unique() if v)
+        texts, _ = canonical_categories(frame[column])
+        distinct = sorted({v for v in texts if v is not None})
         if len(distinct) <= MAX_INFERRED_CATEGORIES:
             categories[column] = distinct
     return ExpectedSchema(columns=columns, labels=labels, categories=categories)

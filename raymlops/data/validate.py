@@ -12,7 +12,6 @@ when the minority class is rarer than ``min_class_fraction``.
 
 from __future__ import annotations
 
-import html
 import json
 from collections import Counter
 from pathlib import Path
@@ -21,11 +20,14 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
+from raymlops._internal import html as report_html
 from raymlops._internal.io import count_rows, read_parquet_dir, write_parquet_atomic
 from raymlops.config import DataConfig
-from raymlops.data.rules import LABEL, REASON, RowChecker
+from raymlops.data.rules import RowChecker
 from raymlops.data.schema import ExpectedSchema, compare
 from raymlops.errors import DataValidationError
+from raymlops.features.normalize import RowSpec
+from raymlops.names import LABEL, REASON
 
 
 class ValidationResult(BaseModel):
@@ -71,8 +73,8 @@ def duplicate_ids(ds: Any, id_column: str) -> list[str]:
     return frame[id_column].astype(str).tolist() if len(frame) else []
 
 
-def validate(data: DataConfig, *, snapshot: Path, schema: dict[str, str], numeric: list[str],
-             categorical: list[str], run_dir: Path) -> ValidationResult:
+def validate(data: DataConfig, *, snapshot: Path, schema: dict[str, str], spec: RowSpec,
+             excluded: dict[str, str], run_dir: Path) -> ValidationResult:
     rules = data.validation
     out_dir = run_dir / "data"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +83,8 @@ def validate(data: DataConfig, *, snapshot: Path, schema: dict[str, str], numeri
         problems = compare(expected, schema, ignore=set(data.pii))
         if problems:
             failed: dict[str, Any] = {"verdict": "fail", "stage": "schema", "problems": problems,
-                      "expected": expected.model_dump(), "actual": schema}
+                      "expected": expected.model_dump(), "actual": schema,
+                      "excluded_columns": excluded}
             json_path, _ = _write_reports(failed, out_dir)
             raise DataValidationError(f"validation failed before any row was judged: "
                                       f"{'; '.join(problems)}. Report: {json_path}")
@@ -89,8 +92,10 @@ def validate(data: DataConfig, *, snapshot: Path, schema: dict[str, str], numeri
     dups: list[str] = []
     if rules.unique_id and data.id_column and data.id_column in schema:
         dups = duplicate_ids(ds, data.id_column)
-    allowed = {**(expected.categories if expected else {}), **rules.allowed}
-    checker = RowChecker(data, numeric, categorical, allowed=allowed,
+    allowed: dict[str, list[object]] = {
+        **{c: list(v) for c, v in (expected.categories if expected else {}).items()},
+        **{c: list(v) for c, v in rules.allowed.items()}}
+    checker = RowChecker(data, spec, allowed=allowed,
                          labels=expected.labels if expected else None, duplicate_ids=dups)
     checked = ds.map_batches(checker, batch_format="pandas").materialize()
     partials = checked.map_batches(_partials, batch_format="pandas").to_pandas()
@@ -116,6 +121,9 @@ def validate(data: DataConfig, *, snapshot: Path, schema: dict[str, str], numeri
         "class_balance": balance, "reasons": dict(reasons.most_common()),
         "quarantine": str(quarantine_dir),
         "schema": "checked against " + str(rules.schema_) if expected else "not configured",
+        "features": {"numeric": spec.numeric, "categorical": spec.categorical},
+        "excluded_columns": excluded,
+        "positive_label": _positive_label_note(data),
     }
     json_path, html_path = _write_reports(report, out_dir)
     if problems:
@@ -154,20 +162,57 @@ def _dataset_problems(data: DataConfig, rows_in: int, accepted: int, quarantined
     return problems
 
 
+def _positive_label_note(data: DataConfig) -> str | None:
+    positive = data.positive_label
+    if isinstance(positive, bool):
+        return (f"{positive} (an unquoted YAML boolean): matches "
+                f"{'yes/true/y/on/1' if positive else 'no/false/n/off/0'}, case-insensitively")
+    return None if positive is None else f"{positive!r}, compared after stripping and case folding"
+
+
 def _write_reports(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     json_path = out_dir / "validation.json"
     json_path.write_text(json.dumps(report, indent=2, default=str))
     html_path = out_dir / "validation.html"
-    rows = "".join(f"<tr><td>{html.escape(r)}</td><td>{n}</td></tr>"
-                   for r, n in report.get("reasons", {}).items())
-    counts = ""
-    if "rows_in" in report:
-        counts = (f"<p>{report['rows_in']} rows in, {report['rows_accepted']} accepted, "
-                  f"{report['rows_quarantined']} quarantined ({report['reject_fraction']:.2%}; "
-                  f"bound {report['max_reject_fraction']:.2%}).</p>")
-    html_path.write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>Validation report</title>"
-        f"</head><body><h1>Validation: {report['verdict']}</h1>{counts}"
-        + "".join(f"<p><b>{html.escape(p)}</b></p>" for p in report["problems"])
-        + f"<table border=1><tr><th>reason</th><th>rows</th></tr>{rows}</table></body></html>")
+    html_path.write_text(render_html(report))
     return json_path, html_path
+
+
+def render_html(report: dict[str, Any]) -> str:
+    h = report_html
+    verdict = report["verdict"]
+    parts = [f"<p><span class='badge {'bad' if verdict == 'fail' else ''}'>"
+             f"{h.escape(verdict)}</span></p>"]
+    if "rows_in" in report:
+        parts.append(f"<p>{report['rows_in']} rows in, {report['rows_accepted']} accepted, "
+                     f"{report['rows_quarantined']} quarantined "
+                     f"({h.percent(report['reject_fraction'], 2)}; bound "
+                     f"{h.percent(report['max_reject_fraction'], 2)}). Quarantined rows and "
+                     f"their reasons: <code>{h.escape(report['quarantine'])}</code></p>")
+        parts.append(h.figure(h.bar_chart(
+            [("accepted", report["rows_accepted"]), ("quarantined", report["rows_quarantined"])],
+            title="rows"), "every row is either accepted or quarantined"))
+    parts += [f"<p><b>{h.escape(p)}</b></p>" for p in report["problems"]]
+    reasons = report.get("reasons", {})
+    if reasons:
+        parts.append("<h2>Why rows were quarantined</h2>")
+        parts.append(h.figure(h.bar_chart(list(reasons.items()), title="rows per reason")))
+        parts.append(h.table(["reason", "rows"], list(reasons.items())))
+    balance = report.get("class_balance") or {}
+    if balance:
+        parts.append("<h2>Class balance of accepted rows</h2>")
+        parts.append(h.figure(h.bar_chart(list(balance.items()), title="share per label")))
+    features = report.get("features")
+    if features:
+        parts.append("<h2>Features</h2>")
+        parts.append(h.table(["kind", "columns"], [[k, ", ".join(v)] for k, v in
+                                                   features.items()]))
+    excluded = report.get("excluded_columns") or {}
+    if excluded:
+        parts.append("<h2>Columns that are not features</h2>")
+        parts.append(h.table(["column", "why"], list(excluded.items())))
+    if report.get("positive_label"):
+        parts.append(f"<p>Positive label: {h.escape(report['positive_label'])}</p>")
+    parts.append(f"<p>Expected schema: {h.escape(report.get('schema', 'not configured'))}</p>")
+    return h.page("Validation report", "".join(parts),
+                  subtitle="rows in = accepted + quarantined")

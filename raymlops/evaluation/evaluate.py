@@ -12,10 +12,8 @@ from pydantic import BaseModel
 
 from raymlops._internal.io import read_parquet_dir
 from raymlops.config import PipelineConfig
-from raymlops.data.rules import LABEL
 from raymlops.evaluation import gates, metrics
-
-SCORE = "_score"
+from raymlops.names import LABEL, SCORE
 
 
 class EvaluationResult(BaseModel):
@@ -28,31 +26,45 @@ class EvaluationResult(BaseModel):
 
 
 class Scorer:
-    """Actor-side batch scorer: loads the MLflow model once per actor."""
+    """Actor-side batch scorer: loads the MLflow model once per actor.
 
-    def __init__(self, model_uri: str, tracking_uri: str, keep: list[str]) -> None:
+    ``raw``: the rows are as a client or a fresh table has them, so the model's own
+    normalization and PII handling apply (``raymlops evaluate``); the holdout split was
+    normalized by the pipeline already.
+    """
+
+    def __init__(self, model_uri: str, tracking_uri: str, keep: list[str], *,
+                 raw: bool = False) -> None:
         import mlflow
 
         mlflow.set_tracking_uri(tracking_uri)
         self.model = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
         self.keep = keep
+        self.raw = raw
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        out = batch[[LABEL, *self.keep]].copy()
-        out[SCORE] = self.model.predict_frame(batch)
+        out = batch[[c for c in (LABEL, *self.keep) if c in batch.columns]].copy()
+        out[SCORE] = self.model.predict_frame(batch, raw=self.raw)
         return out
+
+
+def score_table(ds: Any, *, model_uri: str, tracking_uri: str, keep: list[str],
+                raw: bool) -> pd.DataFrame:
+    """Score a Ray Dataset with a registered model on one actor (the evaluation path)."""
+    from ray.data import ActorPoolStrategy
+
+    return ds.map_batches(
+        Scorer, fn_constructor_kwargs={"model_uri": model_uri, "tracking_uri": tracking_uri,
+                                       "keep": keep, "raw": raw},
+        batch_format="pandas", compute=ActorPoolStrategy(size=1), num_cpus=0.5,
+    ).to_pandas()
 
 
 def evaluate(config: PipelineConfig, *, test_dir: Path, model_uri: str, tracking_uri: str,
              run_dir: Path) -> EvaluationResult:
     sensitive = list(config.data.sensitive)
-    from ray.data import ActorPoolStrategy
-
-    scored = read_parquet_dir(test_dir).map_batches(
-        Scorer, fn_constructor_kwargs={"model_uri": model_uri, "tracking_uri": tracking_uri,
-                                       "keep": sensitive},
-        batch_format="pandas", compute=ActorPoolStrategy(size=1), num_cpus=0.5,
-    ).to_pandas()
+    scored = score_table(read_parquet_dir(test_dir), model_uri=model_uri,
+                         tracking_uri=tracking_uri, keep=sensitive, raw=False)
     y = scored[LABEL].to_numpy(dtype=np.float64)
     score = scored[SCORE].to_numpy(dtype=np.float64)
     overall = metrics.compute(config.data.task, y, score)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel
 
 from raymlops.config import GatesConfig
@@ -12,25 +14,32 @@ class GateVerdict(BaseModel):
     reasons: list[str]
 
 
+def _unknown(value: float | None) -> bool:
+    """Missing or NaN: ``NaN < bound`` is false, so a NaN would otherwise pass every gate."""
+    return value is None or math.isnan(value)
+
+
 def decide(gates: GatesConfig, metrics: dict[str, float]) -> GateVerdict:
     reasons: list[str] = []
     passed = True
     for name, bound in sorted(gates.min.items()):
         value = metrics.get(name)
-        if value is None:
+        if _unknown(value):
             passed = False
-            reasons.append(f"{name} was not computed, so gates.min.{name}={bound} cannot hold")
-        elif value < bound:
+            reasons.append(f"{name} is {'NaN' if value is not None else 'not computed'}, so "
+                           f"gates.min.{name}={bound} cannot hold")
+        elif value is not None and value < bound:
             passed = False
             reasons.append(f"{name}={value:.4f} is below gates.min.{name}={bound}")
         else:
             reasons.append(f"{name}={value:.4f} meets gates.min.{name}={bound}")
     for name, bound in sorted(gates.max.items()):
         value = metrics.get(name)
-        if value is None:
+        if _unknown(value):
             passed = False
-            reasons.append(f"{name} was not computed, so gates.max.{name}={bound} cannot hold")
-        elif value > bound:
+            reasons.append(f"{name} is {'NaN' if value is not None else 'not computed'}, so "
+                           f"gates.max.{name}={bound} cannot hold")
+        elif value is not None and value > bound:
             passed = False
             reasons.append(f"{name}={value:.4f} is above gates.max.{name}={bound}")
         else:

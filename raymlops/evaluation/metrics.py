@@ -20,7 +20,9 @@ def classification_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, float]
     }
     if len(np.unique(y)) == 2:
         out["roc_auc"] = float(skm.roc_auc_score(y, score))
-        out["log_loss"] = float(skm.log_loss(y, np.clip(score, 1e-7, 1 - 1e-7), labels=[0, 1]))
+        # scikit-learn's own definition (it clips at the float's machine epsilon); a
+        # clip at 1e-7 here gave 3.39 where scikit-learn gives 5.70
+        out["log_loss"] = float(skm.log_loss(y, score, labels=[0, 1]))
     return out
 
 

@@ -1,19 +1,23 @@
 """The lineage store: runs, finished stages (for resuming) and lineage events.
 
 One SQLAlchemy schema, so the embedded SQLite file and a team PostgreSQL server run
-the same code with another URL. Events are append-only; a stage record is written
-once per (run, stage) when the stage finishes, after its outputs exist.
+the same code with another URL; ``raymlops.lineage.migrations`` keeps older stores
+current. Events are append-only. A stage record is written when the stage finishes,
+after its outputs exist, in the same transaction as the stage's lineage events: a crash
+can lose both, never one of them.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     Integer,
@@ -35,6 +39,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: 64-bit ids, sizes and counts (SQLite's INTEGER PRIMARY KEY is 64-bit and autoincrements
+#: only under that exact type name, hence the variant).
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+
 class _Base(DeclarativeBase):
     """Declarative base of the lineage tables."""
 
@@ -53,7 +62,7 @@ class RunRow(_Base):
 class StageRow(_Base):
     __tablename__ = "raymlops_stages"
     __table_args__ = (UniqueConstraint("run_id", "stage", name="uq_stage_per_run"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(String(64), index=True)
     stage: Mapped[str] = mapped_column(String(64))
     input_digest: Mapped[str] = mapped_column(String(64))
@@ -65,7 +74,7 @@ class StageRow(_Base):
 
 class EventRow(_Base):
     __tablename__ = "raymlops_events"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     run_id: Mapped[str] = mapped_column(String(64), index=True)
     stage: Mapped[str] = mapped_column(String(64))
@@ -74,6 +83,8 @@ class EventRow(_Base):
     model_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     dataset_digest: Mapped[str | None] = mapped_column(String(80), index=True, nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: the input digest of the stage attempt that wrote the event
+    input_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class WatermarkRow(_Base):
@@ -81,10 +92,10 @@ class WatermarkRow(_Base):
 
     __tablename__ = "raymlops_watermarks"
     __table_args__ = (UniqueConstraint("key", "path", "size", "mtime", name="uq_watermark_file"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(512), index=True)
     path: Mapped[str] = mapped_column(Text)
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
     mtime: Mapped[float] = mapped_column(Float)
     run_id: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -111,6 +122,18 @@ class LineageEvent:
     model_version: str | None
     dataset_digest: str | None
     payload: dict[str, Any]
+    input_digest: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A lineage event a stage emits when it runs (not when a resume reuses it)."""
+
+    kind: str
+    payload: dict[str, Any]
+    model_name: str | None = None
+    model_version: str | None = None
+    dataset_digest: str | None = None
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -130,8 +153,10 @@ class LineageStore:
         self.engine = create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)
+        from raymlops.lineage.migrations import upgrade
+
         try:
-            _Base.metadata.create_all(self.engine)
+            self.schema_version = upgrade(self.engine, _Base.metadata.create_all)
         except OperationalError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise RetryableError(
@@ -177,7 +202,9 @@ class LineageStore:
                                row.duration_s, row.finished_at)
 
     def record_stage(self, run_id: str, stage: str, *, input_digest: str,
-                     outputs: dict[str, Any], started_at: datetime, duration_s: float) -> None:
+                     outputs: dict[str, Any], started_at: datetime, duration_s: float,
+                     events: Sequence[Event] = ()) -> None:
+        """Record a finished stage and its lineage events in one transaction."""
         with Session(self.engine) as s, s.begin():
             row = s.scalars(
                 select(StageRow).where(StageRow.run_id == run_id, StageRow.stage == stage)
@@ -187,6 +214,8 @@ class LineageStore:
                 s.add(row)
             row.input_digest, row.outputs = input_digest, outputs
             row.started_at, row.finished_at, row.duration_s = started_at, utcnow(), duration_s
+            for event in events:
+                s.add(self._event_row(run_id, stage, event, input_digest))
 
     # -- watermarks (incremental ingestion) ----------------------------------------------
     def ingested_files(self, key: str) -> set[tuple[str, int, float]]:
@@ -199,19 +228,24 @@ class LineageStore:
         known = self.ingested_files(key)
         with Session(self.engine) as s, s.begin():
             for path, size, mtime in files:
-                if (path, size, mtime) not in known:
+                if (path, int(size), float(mtime)) not in known:
                     s.add(WatermarkRow(key=key, path=path, size=size, mtime=mtime,
                                        run_id=run_id, at=utcnow()))
 
     # -- events -----------------------------------------------------------------------
+    @staticmethod
+    def _event_row(run_id: str, stage: str, event: Event, input_digest: str | None) -> EventRow:
+        return EventRow(ts=utcnow(), run_id=run_id, stage=stage, kind=event.kind,
+                        model_name=event.model_name, model_version=event.model_version,
+                        dataset_digest=event.dataset_digest, input_digest=input_digest,
+                        payload=json.loads(json.dumps(event.payload, default=str)))
+
     def add_event(self, run_id: str, stage: str, kind: str, payload: dict[str, Any], *,
                   model_name: str | None = None, model_version: str | None = None,
-                  dataset_digest: str | None = None) -> None:
-        clean = json.loads(json.dumps(payload, default=str))
+                  dataset_digest: str | None = None, input_digest: str | None = None) -> None:
+        event = Event(kind, payload, model_name, model_version, dataset_digest)
         with Session(self.engine) as s, s.begin():
-            s.add(EventRow(ts=utcnow(), run_id=run_id, stage=stage, kind=kind,
-                           model_name=model_name, model_version=model_version,
-                           dataset_digest=dataset_digest, payload=clean))
+            s.add(self._event_row(run_id, stage, event, input_digest))
 
     def events(self, *, run_id: str | None = None, model_name: str | None = None,
                kind: str | None = None) -> list[LineageEvent]:
@@ -225,7 +259,7 @@ class LineageStore:
         with Session(self.engine) as s:
             return [
                 LineageEvent(r.id, r.ts, r.run_id, r.stage, r.kind, r.model_name,
-                             r.model_version, r.dataset_digest, dict(r.payload))
+                             r.model_version, r.dataset_digest, dict(r.payload), r.input_digest)
                 for r in s.scalars(query)
             ]
 

@@ -1,13 +1,16 @@
 """Monitor: replay traffic through the endpoint if configured, then compute drift.
 
 Drift compares the rows the serving replicas captured with the training reference.
-It waits for the capture to land (a condition, not a fixed sleep) before reading it.
+Before reading the capture it asks every replica to write what it buffered (``flush``,
+which the driver passes in: serving owns the replicas) and waits for that condition,
+not for a fixed time.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from raymlops._internal.io import read_local_table
 from raymlops.config import PipelineConfig
 from raymlops.monitoring import drift
 from raymlops.monitoring.replay import replay
+from raymlops.names import CAPTURED_AT, capture_dir
 from raymlops.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -37,16 +41,17 @@ def read_capture(directory: Path, since: float | None = None) -> pd.DataFrame:
     if not files:
         return pd.DataFrame()
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    if since is not None and "_ts" in frame.columns:
-        frame = frame[frame["_ts"] >= since]
+    if since is not None and CAPTURED_AT in frame.columns:
+        frame = frame[frame[CAPTURED_AT] >= since]
     return frame
 
 
 def monitor(config: PipelineConfig, *, workspace: Workspace, run_dir: Path, endpoint: str,
             versions: list[str], reference_dir: Path, numeric: list[str],
-            categorical: list[str], timeout_s: float = 60.0) -> MonitorResult:
-    from raymlops.serving.deploy import flush_capture
-
+            categorical: list[str], flush: Callable[[], int],
+            timeout_s: float = 60.0) -> MonitorResult:
+    """``flush`` makes every serving replica write its buffered capture (and returns once
+    all of them did)."""
     started = time.time()
     sent: dict[str, Any] = {}
     expected = 0
@@ -61,11 +66,11 @@ def monitor(config: PipelineConfig, *, workspace: Workspace, run_dir: Path, endp
         log.info("replayed %d rows through %s: %d ok, %d errors, p50 %.1f ms, p99 %.1f ms",
                  result.requests, endpoint, result.ok, result.errors, result.p50_ms,
                  result.p99_ms)
-    capture_dirs = [workspace.capture_dir / config.deploy.name / f"v{v}" for v in versions]
+    capture_dirs = [capture_dir(workspace.capture_dir, config.deploy.name, v) for v in versions]
     deadline = time.monotonic() + timeout_s
     current = pd.DataFrame()
     while True:
-        flush_capture(config.deploy.name, versions)
+        flush()
         frames = [read_capture(d, since=started) for d in capture_dirs]
         current = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(
             len(f) for f in frames) else pd.DataFrame()

@@ -1,7 +1,11 @@
 """The MLflow model registry: idempotent registration, aliases, and name resolution.
 
-A version carries the ``raymlops.run_id`` tag of the pipeline run that made it, so a
-retried registration finds the version it made before instead of adding another.
+A version is the registration of one MLflow training run's model, made by one attempt
+of a pipeline run: it carries the source MLflow run, the ``raymlops.run_id`` tag and
+the ``raymlops.input_digest`` of the register stage's inputs. A retried registration
+of the same model finds the version it made before instead of adding another; a run
+resumed with other inputs (``--set train.params...``) trained another model, and gets
+a new version for it, never the old one.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ import time
 
 from pydantic import BaseModel
 
-from raymlops.errors import NotFoundError, RegistryConflictError
-from raymlops.training.tracking import RUN_TAG
+from raymlops.errors import NotFoundError, RegistryConflictError, RetryableError
+from raymlops.names import INPUT_DIGEST_TAG, RUN_TAG
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,7 @@ class Registration(BaseModel):
     version: str
     model_uri: str
     created: bool
+    mlflow_run_id: str = ""
 
 
 def _client():  # type: ignore[no-untyped-def]
@@ -37,37 +42,45 @@ def _client():  # type: ignore[no-untyped-def]
     return mlflow.MlflowClient()
 
 
-def find_version_for_run(name: str, run_id: str) -> str | None:
+def find_version(name: str, *, run_id: str, mlflow_run_id: str,
+                 input_digest: str) -> str | None:
+    """The version this attempt registered before: same MLflow run, run id and inputs."""
     from mlflow.exceptions import MlflowException
 
     try:
-        versions = _client().search_model_versions(f"name='{name}'")
-    except MlflowException:
-        return None
-    mine = [v for v in versions if (v.tags or {}).get(RUN_TAG) == run_id]
+        versions = _client().search_model_versions(
+            f"name='{name}' and run_id='{mlflow_run_id}'")
+    except MlflowException as exc:
+        # Not "no version yet": an unreadable registry must not lead to a duplicate.
+        raise RetryableError(f"cannot search the MLflow registry for {name!r}: "
+                             f"{str(exc).splitlines()[0]}") from exc
+    mine = [v for v in versions if (v.tags or {}).get(RUN_TAG) == run_id
+            and (v.tags or {}).get(INPUT_DIGEST_TAG) == input_digest]
     if len(mine) > 1:
         raise RegistryConflictError(
-            f"model {name!r} has {len(mine)} versions tagged with run {run_id}; "
-            "delete the extra ones in the MLflow UI"
-        )
+            f"model {name!r} has {len(mine)} versions of MLflow run {mlflow_run_id} made by "
+            f"run {run_id} with the same inputs; delete the extra ones in the MLflow UI")
     return str(mine[0].version) if mine else None
 
 
-def register(name: str, *, model_uri: str, run_id: str, tags: dict[str, str]) -> Registration:
+def register(name: str, *, model_uri: str, run_id: str, mlflow_run_id: str,
+             input_digest: str, tags: dict[str, str]) -> Registration:
     import mlflow
 
-    existing = find_version_for_run(name, run_id)
+    existing = find_version(name, run_id=run_id, mlflow_run_id=mlflow_run_id,
+                            input_digest=input_digest)
     if existing is not None:
-        log.info("registry: %s version %s already made by run %s; reusing it", name, existing,
-                 run_id)
-        return Registration(model_name=name, version=existing,
-                            model_uri=f"models:/{name}/{existing}", created=False)
-    result = mlflow.register_model(model_uri, name, tags={RUN_TAG: run_id, **tags},
-                                   await_registration_for=60)
+        log.info("registry: %s version %s is MLflow run %s's model, registered by an earlier "
+                 "attempt of run %s; reusing it", name, existing, mlflow_run_id, run_id)
+        return Registration(model_name=name, version=existing, created=False,
+                            model_uri=f"models:/{name}/{existing}", mlflow_run_id=mlflow_run_id)
+    result = mlflow.register_model(model_uri, name, await_registration_for=60, tags={
+        RUN_TAG: run_id, INPUT_DIGEST_TAG: input_digest, **tags})
     _wait_ready(name, str(result.version))
-    log.info("registry: registered %s version %s from run %s", name, result.version, run_id)
-    return Registration(model_name=name, version=str(result.version),
-                        model_uri=f"models:/{name}/{result.version}", created=True)
+    log.info("registry: registered %s version %s from MLflow run %s (run %s)", name,
+             result.version, mlflow_run_id, run_id)
+    return Registration(model_name=name, version=str(result.version), created=True,
+                        model_uri=f"models:/{name}/{result.version}", mlflow_run_id=mlflow_run_id)
 
 
 def _wait_ready(name: str, version: str, timeout_s: float = 60.0) -> None:

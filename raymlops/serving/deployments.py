@@ -2,122 +2,118 @@
 
 The router parses the MLflow scoring protocol, picks a version with ``TrafficPolicy``
 (weights come from ``user_config``, so ``reconfigure`` changes them without a
-restart) and answers with an ``X-Model-Version`` header. A version deployment loads
-its model from the MLflow registry, checks the input columns, predicts, and captures
-the rows it scored for drift monitoring. Client errors become 4xx JSON naming the
-field; a replica never crashes on input.
+restart) and answers with an ``X-Model-Version`` header and an ``X-Request-Id``. A
+version deployment loads its model from the MLflow registry, normalizes the request
+with the model's own row normalization (PII policy included), predicts, and captures
+what it scored. Client errors become 4xx JSON naming the field; any unexpected error
+becomes a JSON 500 with the request id, logged; a replica never crashes on input.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from raymlops.serving.protocol import BadRequest, coerce_inputs, parse_body
+from raymlops.names import CAPTURED_AT, PREDICTION, REQUEST_ID
+from raymlops.serving.capture import CaptureBuffer, Follower
+from raymlops.serving.protocol import BadRequest, parse_body, raise_problems, require_columns
 from raymlops.serving.routing import TrafficPolicy
 
 log = logging.getLogger("ray.serve")
 
 VERSION_HEADER = "X-Model-Version"
+REQUEST_ID_HEADER = "X-Request-Id"
 ROUTING_KEY_HEADER = "x-routing-key"
-PREDICTION = "_prediction"
 
 
-def _error(err: BadRequest, version: str | None = None) -> JSONResponse:
-    headers = {VERSION_HEADER: version} if version else None
-    return JSONResponse(err.to_json(), status_code=err.status, headers=headers)
-
-
-class CaptureBuffer:
-    """Buffers scored rows and writes them as Parquet files, one folder per version."""
-
-    def __init__(self, directory: Path | None, *, max_rows: int = 500, max_age_s: float = 2.0):
-        self.directory = directory
-        self.max_rows, self.max_age_s = max_rows, max_age_s
-        self._frames: list[pd.DataFrame] = []
-        self._rows = 0
-        self._since = time.monotonic()
-        self._tag = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self._seq = 0
-        self._lock = threading.Lock()
-        self.written = 0
-
-    def add(self, frame: pd.DataFrame) -> None:
-        if self.directory is None:
-            return
-        with self._lock:
-            if not self._frames:
-                self._since = time.monotonic()
-            self._frames.append(frame)
-            self._rows += len(frame)
-            due = self._rows >= self.max_rows or time.monotonic() - self._since >= self.max_age_s
-        if due:
-            self.flush()
-
-    def flush(self) -> int:
-        """Write what is buffered; safe to call from Serve's concurrent request threads."""
-        with self._lock:
-            if self.directory is None or not self._frames:
-                return self.written
-            frames, self._frames, self._rows = self._frames, [], 0
-            self._seq += 1
-            seq = self._seq
-        frame = pd.concat(frames, ignore_index=True)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        target = self.directory / f"{self._tag}-{seq:06d}.parquet"
-        tmp = target.with_suffix(".tmp")
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(target)
-        with self._lock:
-            self.written += len(frame)
-            return self.written
+def _replica_id() -> str:
+    try:
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:  # noqa: BLE001 - outside Serve (unit tests)
+        return f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 @serve.deployment
 class ModelVersion:
-    def __init__(self, model_name: str, version: str, model_uri: str, tracking_uri: str,
-                 capture_dir: str | None) -> None:
+    def __init__(self, model_name: str, version: str, model_uri: str, tracking_uri: str,  # noqa: PLR0917
+                 capture_dir: str | None, capture: dict[str, float] | None = None,
+                 app: str | None = None) -> None:
         import mlflow
 
         mlflow.set_tracking_uri(tracking_uri)
         self.model_name, self.version = model_name, version
         self.model = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-        features = self.model.features
-        self.numeric, self.categorical = list(features.numeric), list(features.categorical)
-        self.capture = CaptureBuffer(Path(capture_dir) if capture_dir else None)
+        self.features = self.model.features.load_key()  # hashed PII inputs need their key
+        self.columns = self.features.input_columns
+        self.started = (os.getpid(), time.time())
+        settings = capture or {}
+        self.capture = CaptureBuffer(Path(capture_dir) if capture_dir else None,
+                                     max_rows=int(settings.get("max_rows", 500)),
+                                     max_age_s=float(settings.get("max_age_s", 2.0)))
+        self.replica = _replica_id()
+        poll = None
+        if app is not None:
+            from raymlops.serving.control import get_or_create
 
-    def input_columns(self) -> list[str]:
-        return [*self.numeric, *self.categorical]
+            # made here too: an application applied from an exported config on a fresh
+            # cluster has no driver that made it first
+            control = get_or_create(app)
 
-    def predict(self, frame: pd.DataFrame) -> dict[str, Any]:
+            def poll(acked: int, written: int) -> int:
+                import ray
+
+                return int(ray.get(control.poll.remote(self.replica, acked, written),
+                                   timeout=5))
+        self.follower = Follower(self.capture, poll)
+
+    def identity(self) -> dict[str, Any]:
+        """Process id and start time: a redeploy that kept this replica keeps them."""
+        return {"pid": self.started[0], "started": self.started[1], "replica": self.replica}
+
+    def predict(self, frame: pd.DataFrame, request_id: str = "") -> dict[str, Any]:
         try:
-            inputs = coerce_inputs(frame, self.numeric, self.categorical)
+            require_columns(frame, self.columns)
+            normalized = self.features.normalize(frame, raw=True)
+            raise_problems(normalized, frame)
         except BadRequest as err:
             return {"error": err.to_json(), "status": err.status, "version": self.version}
-        predictions = self.model.predict_frame(inputs)
-        captured = inputs.copy()
+        predictions = self.model.predict_normalized(normalized.frame)
+        captured = normalized.frame.copy()
         captured[PREDICTION] = predictions
-        captured["_ts"] = time.time()
+        captured[CAPTURED_AT] = time.time()
+        captured[REQUEST_ID] = request_id
         self.capture.add(captured)
-        return {"predictions": predictions.tolist(), "version": self.version}
+        return {"predictions": np.asarray(predictions).tolist(), "version": self.version}
 
-    def features(self, frame: pd.DataFrame) -> list[list[float]]:
+    def features_of(self, frame: pd.DataFrame) -> list[list[float]]:
         """The feature vectors this replica feeds its model (for train/serve skew checks)."""
-        inputs = coerce_inputs(frame, self.numeric, self.categorical)
-        return self.model.features.transform(inputs).tolist()
+        return self.features.transform(frame, raw=True).tolist()
 
     def flush(self) -> int:
         return self.capture.flush()
+
+    def __del__(self) -> None:
+        follower = getattr(self, "follower", None)
+        if follower is not None:
+            written = follower.stop()
+            log.info("replica %s of %s v%s: capture flushed on shutdown (%d rows written)",
+                     getattr(self, "replica", "?"), self.model_name, self.version, written)
+
+
+def _json(payload: dict[str, Any], status: int, request_id: str,
+          headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(payload, status_code=status,
+                        headers={REQUEST_ID_HEADER: request_id, **(headers or {})})
 
 
 @serve.deployment
@@ -141,24 +137,33 @@ class Router:
         return dict(self.policy.weights)
 
     async def __call__(self, request: Request) -> JSONResponse:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        try:
+            return await self._handle(request, request_id)
+        except BadRequest as err:
+            return _json(err.to_json(), err.status, request_id)
+        except Exception:
+            log.exception("router %s: request %s failed unexpectedly", self.model_name,
+                          request_id)
+            return _json({"error_code": "INTERNAL_ERROR", "field": "server",
+                          "message": f"unexpected server error; request id {request_id}",
+                          "request_id": request_id}, 500, request_id)
+
+    async def _handle(self, request: Request, request_id: str) -> JSONResponse:
         path = request.url.path.rstrip("/")
         if request.method == "GET" and path.endswith(("/health", f"/{self.model_name}")):
-            return JSONResponse({"model": self.model_name, "weights": self.policy.weights})
+            return _json({"model": self.model_name, "weights": self.policy.weights}, 200,
+                         request_id)
         if not path.endswith("/invocations"):
-            message = f"no route {path}; POST /{self.model_name}/invocations"
-            return JSONResponse({"error_code": "NOT_FOUND", "field": "path", "message": message},
-                                status_code=404)
+            raise BadRequest("path", f"no route {path}; POST /{self.model_name}/invocations",
+                             status=404)
         if request.method != "POST":
-            return JSONResponse({"error_code": "METHOD_NOT_ALLOWED", "field": "method",
-                                 "message": "use POST"}, status_code=405)
-        try:
-            frame = parse_body(await request.body(), request.headers.get("content-type"),
-                               self.columns)
-        except BadRequest as err:
-            return _error(err)
+            raise BadRequest("method", "use POST", status=405)
+        frame = parse_body(await request.body(), request.headers.get("content-type"),
+                           self.columns)
         version = self.policy.choose(request.headers.get(ROUTING_KEY_HEADER))
-        result = await self.variants[version].predict.remote(frame)
+        result = await self.variants[version].predict.remote(frame, request_id)
         headers = {VERSION_HEADER: result["version"], "X-Model-Name": self.model_name}
         if "error" in result:
-            return JSONResponse(result["error"], status_code=result["status"], headers=headers)
-        return JSONResponse({"predictions": result["predictions"]}, headers=headers)
+            return _json(result["error"], result["status"], request_id, headers)
+        return _json({"predictions": result["predictions"]}, 200, request_id, headers)

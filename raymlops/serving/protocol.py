@@ -2,52 +2,82 @@
 
 Accepted bodies (as ``mlflow models serve``): JSON with exactly one of
 ``dataframe_split``, ``dataframe_records``, ``instances`` or ``inputs`` (``params`` is
-allowed beside it), or CSV with ``Content-Type: text/csv``.
+allowed beside it), or CSV with ``Content-Type: text/csv``. Values are left as the
+client sent them: the model's own row normalization (``raymlops.features``) turns them
+into inputs and names the field of any value it cannot use. This module rejects what
+is malformed before that: bad JSON, ``NaN``/``Infinity`` tokens, duplicate keys or
+column names, a record that lacks an input column, ragged rows, oversized requests.
 """
 
 from __future__ import annotations
 
+import csv
+import difflib
 import io
 import json
 from typing import Any
 
-import numpy as np
 import pandas as pd
+
+from raymlops.features.normalize import Normalized
 
 JSON_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 MAX_ROWS = 10_000
+_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "REQUEST_TOO_LARGE",
+                415: "UNSUPPORTED_MEDIA_TYPE"}
 
 
 class BadRequest(Exception):
-    """A client error: HTTP 400 with the offending field."""
+    """A client error: HTTP 4xx with the offending field (and row, when one row is at fault)."""
 
-    def __init__(self, field: str, message: str, status: int = 400) -> None:
+    def __init__(self, field: str, message: str, status: int = 400,
+                 row: int | None = None) -> None:
         super().__init__(f"{field}: {message}")
-        self.field = field
+        self.field = field or "body"  # an empty key names no field: the body is at fault
         self.message = message
         self.status = status
+        self.row = row
 
     def to_json(self) -> dict[str, Any]:
-        return {"error_code": "BAD_REQUEST", "field": self.field, "message": self.message}
+        code = _ERROR_CODES.get(self.status, "BAD_REQUEST")
+        out: dict[str, Any] = {"error_code": code, "field": self.field, "message": self.message}
+        if self.row is not None:
+            out["row"] = self.row
+        return out
+
+
+def _no_constants(token: str) -> float:
+    raise BadRequest("body", f"{token} is not valid JSON; send null for a missing value")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise BadRequest(key, f"the key {key!r} appears twice in one object")
+        seen[key] = value
+    return seen
+
+
+def _hint(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def parse_body(body: bytes, content_type: str | None, columns: list[str]) -> pd.DataFrame:
-    """Parse a scoring request. ``columns`` is the model's input order, for positional rows."""
+    """Parse a scoring request. ``columns`` is the model's input order: positional rows
+    follow it, and every record must have each of them."""
     kind = (content_type or "application/json").split(";")[0].strip().lower()
     if not body:
         raise BadRequest("body", "the request body is empty")
     if kind == "text/csv":
-        try:
-            frame = pd.read_csv(io.BytesIO(body))
-        except (ValueError, pd.errors.ParserError) as exc:
-            raise BadRequest("body", f"not valid CSV: {exc}") from None
-        return _limit(frame)
+        return _limit(_from_csv(body))
     if kind not in ("application/json", "application/x-json", ""):
         raise BadRequest("content-type", f"unsupported content type {kind!r}; "
                          "use application/json or text/csv", status=415)
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        payload = json.loads(body, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest("body", f"not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise BadRequest("body", f"expected a JSON object with one of {', '.join(JSON_KEYS)}")
@@ -58,13 +88,32 @@ def parse_body(body: bytes, content_type: str | None, columns: list[str]) -> pd.
     if len(present) != 1:
         raise BadRequest("body", f"expected exactly one of {', '.join(JSON_KEYS)}, "
                          f"got {present or 'none'}")
+    if "params" in payload and not isinstance(payload["params"], dict):
+        raise BadRequest("params", "expected an object of parameters")
     key = present[0]
     value = payload[key]
     if key == "dataframe_split":
         return _limit(_from_split(value))
     if key == "dataframe_records":
-        return _limit(_from_records(value, key))
+        return _limit(_from_records(value, key, columns))
     return _limit(_from_tensor_like(value, key, columns))
+
+
+def _from_csv(body: bytes) -> pd.DataFrame:
+    try:
+        text = body.decode("utf-8")
+        header = next(csv.reader(io.StringIO(text)), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise BadRequest("body", f"not valid CSV: {exc}") from None
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise BadRequest(duplicated[0], "the column appears twice in the CSV header")
+    try:
+        # Every value as its text, blanks as blanks: the model's normalization reads them
+        # as Arrow's CSV reader read the training table.
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise BadRequest("body", f"not valid CSV: {str(exc).splitlines()[0]}") from None
 
 
 def _limit(frame: pd.DataFrame) -> pd.DataFrame:
@@ -82,22 +131,40 @@ def _from_split(value: Any) -> pd.DataFrame:
     columns, data = value.get("columns"), value.get("data")
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise BadRequest("dataframe_split.columns", "expected a list of column names")
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise BadRequest("dataframe_split.columns", f"column {duplicated[0]!r} appears twice")
     if not isinstance(data, list):
         raise BadRequest("dataframe_split.data", "expected a list of rows")
     for i, row in enumerate(data):
         if not isinstance(row, list) or len(row) != len(columns):
             raise BadRequest(f"dataframe_split.data[{i}]",
-                             f"expected a list of {len(columns)} values, one per column")
-    return pd.DataFrame(data, columns=columns)
+                             f"expected a list of {len(columns)} values, one per column", row=i)
+    return _frame(data, columns)
 
 
-def _from_records(value: Any, key: str) -> pd.DataFrame:
+def _frame(rows: list[list[Any]], columns: list[str]) -> pd.DataFrame:
+    """Rows of JSON values to a frame of Python objects (no type inference, no casts)."""
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    return pd.DataFrame({c: pd.Series([r[j] for r in rows], dtype=object)
+                         for j, c in enumerate(columns)})
+
+
+def _from_records(value: Any, key: str, columns: list[str]) -> pd.DataFrame:
     if not isinstance(value, list):
         raise BadRequest(key, "expected a list of objects, one per row")
     for i, row in enumerate(value):
         if not isinstance(row, dict):
-            raise BadRequest(f"{key}[{i}]", "expected an object mapping column to value")
-    return pd.DataFrame.from_records(value)
+            raise BadRequest(f"{key}[{i}]", "expected an object mapping column to value", row=i)
+        for column in columns:
+            if column not in row:
+                raise BadRequest(column, f"{key}[{i}] has no {column!r}"
+                                 f"{_hint(column, [k for k in row if k not in columns])}; every "
+                                 "record needs every input column (null for a missing value)",
+                                 row=i)
+    names = list(dict.fromkeys([*columns, *(k for row in value for k in row)]))
+    return _frame([[row.get(c) for c in names] for row in value], names)
 
 
 def _from_tensor_like(value: Any, key: str, columns: list[str]) -> pd.DataFrame:
@@ -109,42 +176,32 @@ def _from_tensor_like(value: Any, key: str, columns: list[str]) -> pd.DataFrame:
             lengths.add(len(values))
         if len(lengths) > 1:
             raise BadRequest(key, "all columns must have the same number of values")
-        return pd.DataFrame(value)
+        names = list(value)
+        count = lengths.pop() if lengths else 0
+        return _frame([[value[c][i] for c in names] for i in range(count)], names)
     if not isinstance(value, list):
         raise BadRequest(key, "expected a list of rows or an object of columns")
-    if all(isinstance(r, dict) for r in value):
-        return _from_records(value, key)
+    if value and all(isinstance(r, dict) for r in value):
+        return _from_records(value, key, columns)
     for i, row in enumerate(value):
         if not isinstance(row, list) or len(row) != len(columns):
             raise BadRequest(f"{key}[{i}]", f"expected a list of {len(columns)} values in the "
-                             f"model's input order: {', '.join(columns)}")
-    return pd.DataFrame(value, columns=columns)
+                             f"model's input order: {', '.join(columns)}", row=i)
+    return _frame(value, columns)
 
 
-def coerce_inputs(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
-    """Check the model's input columns are present and typed; name the first bad field."""
-    missing = [c for c in [*numeric, *categorical] if c not in frame.columns]
+def require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise BadRequest(missing[0], f"required input column is missing "
-                         f"({len(missing)} missing: {', '.join(missing[:10])})")
-    out = frame[[*numeric, *categorical]].copy()
-    for column in numeric:
-        raw = out[column]
-        if raw.dtype.kind in "biuf":
-            out[column] = raw.astype("float64")
-            continue
-        number = pd.to_numeric(raw, errors="coerce")
-        bad = number.isna() & raw.notna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise BadRequest(column, f"expected a number, got {raw.iloc[row]!r} (row {row})")
-        out[column] = number.astype("float64")
-    for column in categorical:
-        raw = out[column]
-        bad = raw.map(lambda v: isinstance(v, list | dict))
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise BadRequest(column, f"expected a scalar category, got {raw.iloc[row]!r}")
-        out[column] = raw.map(lambda v: None if v is None or (isinstance(v, float) and
-                                                              np.isnan(v)) else str(v))
-    return out
+        extra = [c for c in frame.columns if c not in columns]
+        raise BadRequest(missing[0], f"required input column is missing{_hint(missing[0], extra)}"
+                         f" ({len(missing)} missing: {', '.join(missing[:10])})")
+
+
+def raise_problems(normalized: Normalized, frame: pd.DataFrame) -> None:
+    """The first value the model's normalization could not use, as a 400 naming it."""
+    if not normalized.problems:
+        return
+    problem = min(normalized.problems, key=lambda p: (p.first_row(), p.column))
+    row = problem.first_row()
+    raise BadRequest(problem.column, f"{problem.message(frame)} (row {row})", row=row)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from raymlops.data.features import FittedFeatures
+from raymlops.features import FittedFeatures
 
 XGBOOST_FILE = "model.ubj"
 
@@ -57,15 +57,34 @@ class RaymlopsModel(PythonModel):
     def input_columns(self) -> list[str]:
         return self.features.input_columns
 
-    def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
+    @property
+    def iteration_range(self) -> tuple[int, int] | None:
+        """XGBoost trees to predict with: up to the best iteration when training stopped
+        early (what evaluation measured and the gates judged), else all of them."""
+        best = self.meta.get("best_iteration")
+        return None if best is None else (0, int(best) + 1)
+
+    def predict_frame(self, frame: pd.DataFrame, *, raw: bool) -> np.ndarray:
+        """Scores for rows: ``raw=True`` for rows as a client or a fresh table has them
+        (normalized and PII-protected here; a value that cannot be normalized raises
+        ``ValueError`` naming the column), ``raw=False`` for rows the pipeline normalized."""
+        normalized = self.features.normalize(frame, raw=raw)
+        if raw and normalized.problems:
+            problem = normalized.problems[0]
+            raise ValueError(f"column {problem.column!r}: {problem.message(frame)} "
+                             f"(row {problem.first_row()})")
+        return self.predict_normalized(normalized.frame)
+
+    def predict_normalized(self, frame: pd.DataFrame) -> np.ndarray:
+        numeric, codes = self.features.encode_normalized(frame)
         if self.framework == "torch":
             from raymlops.training.torch_loop import tensor_inputs
             from raymlops.training.torch_model import predict
 
-            numeric, codes = tensor_inputs(self.features, frame)
-            return predict(self.net, self.spec, numeric, codes)
-        matrix = self.features.transform(frame)
-        return np.asarray(self.booster.inplace_predict(matrix), dtype=np.float64)
+            return predict(self.net, self.spec, *tensor_inputs(numeric, codes))
+        matrix = self.features.onehot(numeric, codes)
+        kwargs = {"iteration_range": self.iteration_range} if self.iteration_range else {}
+        return np.asarray(self.booster.inplace_predict(matrix, **kwargs), dtype=np.float64)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
-        return self.predict_frame(pd.DataFrame(model_input))
+        return self.predict_frame(pd.DataFrame(model_input), raw=True)

@@ -8,7 +8,10 @@ improved for ``patience`` epochs. The weights kept are those of the best epoch.
 
 Every epoch is reported (ASHA needs the intermediate results); every ``report_every``
 epochs, and at the end, the report carries a checkpoint with the model, the optimizer,
-the RNG state and the history, from which a restarted worker group continues.
+the RNG state and the history, from which a restarted worker group continues. The final
+report also carries ``seconds_data`` (time this attempt's epochs waited for batches) and
+``seconds_fit`` (the rest of those epochs: forward, backward, steps, validation), as the
+XGBoost loop's final report does; reports and checkpoints are in neither.
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ import copy
 import json
 import random
 import tempfile
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from raymlops.data.features import FittedFeatures
-from raymlops.data.rules import LABEL
+from raymlops.features import FittedFeatures
+from raymlops.names import LABEL
 from raymlops.training.torch_model import WEIGHTS_FILE, ModelSpec, build_model
 
 STATE_FILE = "state.pt"
@@ -52,28 +57,52 @@ def model_spec(task: str, fitted: FittedFeatures, params: dict[str, Any]) -> Mod
                      max_embedding_dim=int(params["max_embedding_dim"]))
 
 
-def tensor_inputs(fitted: FittedFeatures, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The MLP's inputs for raw rows; never zero columns wide (Ray's tensor columns need
-    a width): a table without numbers gets one zero column, without categories one
-    zero code that no embedding reads."""
-    numeric, codes = fitted.encode(frame)
+def tensor_inputs(numeric: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The MLP's inputs from ``FittedFeatures.encode``'s blocks; never zero columns wide
+    (Ray's tensor columns need a width): a table without numbers gets one zero column,
+    without categories one zero code that no embedding reads."""
     if numeric.shape[1] == 0:
-        numeric = np.zeros((len(frame), 1), dtype=np.float32)
+        numeric = np.zeros((len(numeric), 1), dtype=np.float32)
     if codes.shape[1] == 0:
-        codes = np.zeros((len(frame), 1), dtype=np.int64)
+        codes = np.zeros((len(codes), 1), dtype=np.int64)
     return numeric, codes
 
 
 class ToTensors:
-    """Batch function: raw rows to ``numeric``, ``codes`` and the label, as numpy."""
+    """Batch function: normalized rows to ``numeric``, ``codes`` and the label, as numpy."""
 
     def __init__(self, fitted: FittedFeatures) -> None:
         self.fitted = fitted
 
     def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
-        numeric, codes = tensor_inputs(self.fitted, batch)
+        numeric, codes = tensor_inputs(*self.fitted.encode(batch, raw=False))
         return {"numeric": numeric, "codes": codes,
                 LABEL: batch[LABEL].to_numpy(dtype=np.float32)}
+
+
+class DataWaits:
+    """Seconds a loop spent waiting for batches: starting an iterator and each ``next``.
+
+    Ray Data prepares batches ahead in its own threads; only the time the loop was
+    blocked on them counts, not data work that overlapped with training.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def timed(self, batches: Iterable[Any]) -> Iterator[Any]:
+        clock = time.perf_counter()
+        iterator = iter(batches)
+        self.seconds += time.perf_counter() - clock
+        while True:
+            clock = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                self.seconds += time.perf_counter() - clock
+                return
+            self.seconds += time.perf_counter() - clock
+            yield batch
 
 
 def _metrics(task: str, loss_sum: float, count: float, scores: np.ndarray,
@@ -103,7 +132,7 @@ def _all_reduce(values: list[float], device: Any) -> list[float]:
 
 
 def _evaluate(model: Any, shard: Any, task: str, *, batch_size: int, device: Any,
-              loss_fn: Any) -> dict[str, float]:
+              loss_fn: Any, waits: DataWaits | None = None) -> dict[str, float]:
     """Loss summed over all workers; AUC from this worker's shard of the valid split."""
     import torch
 
@@ -111,8 +140,9 @@ def _evaluate(model: Any, shard: Any, task: str, *, batch_size: int, device: Any
         return {}
     model.eval()
     loss_sum, count, scores, labels = 0.0, 0.0, [], []
+    batches = shard.iter_torch_batches(batch_size=batch_size, device=device)
     with torch.inference_mode():
-        for batch in shard.iter_torch_batches(batch_size=batch_size, device=device):
+        for batch in (batches if waits is None else waits.timed(batches)):
             y = batch[LABEL].float()
             out = model(batch["numeric"], batch["codes"]).float()
             loss_sum += float(loss_fn(out, y).item()) * len(y)
@@ -202,12 +232,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:  # noqa: PLR0915 - on
     every = int(config.get("report_every") or 1)
     train_shard = ray.train.get_dataset_shard("train")
     valid_shard = _optional_shard("valid")
+    waits, epochs_seconds = DataWaits(), 0.0  # this attempt's, for the final report
     for epoch in range(start_epoch, epochs):
+        clock = time.perf_counter()
         model.train()
         loss_sum, count = 0.0, 0.0
-        for batch in train_shard.iter_torch_batches(
+        for batch in waits.timed(train_shard.iter_torch_batches(
                 batch_size=batch_size, device=device, local_shuffle_seed=seed + epoch,
-                local_shuffle_buffer_size=batch_size * 8):
+                local_shuffle_buffer_size=batch_size * 8)):
             y = batch[LABEL].float()
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 out = model(batch["numeric"], batch["codes"])
@@ -221,7 +253,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:  # noqa: PLR0915 - on
         loss_sum, count = _all_reduce([loss_sum, count], device)
         history["train"]["loss"].append(loss_sum / max(count, 1.0))
         valid = _evaluate(model, valid_shard, spec.task, batch_size=batch_size, device=device,
-                          loss_fn=loss_fn)
+                          loss_fn=loss_fn, waits=waits)
         for name, value in valid.items():
             history["valid"].setdefault(name, []).append(value)
         watched = valid.get("loss", history["train"]["loss"][-1])
@@ -232,10 +264,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:  # noqa: PLR0915 - on
             stale += 1
         stop = stale >= int(params["patience"])
         final = stop or epoch == epochs - 1
+        epochs_seconds += time.perf_counter() - clock
         metrics = {"epoch": epoch + 1, "final": int(final), "best_valid_loss": best_loss,
                    "resumed_from_epoch": start_epoch,
                    "train_loss": history["train"]["loss"][-1],
                    **{f"valid_{k}": v for k, v in valid.items()}}
+        if final:  # only here, so the per-epoch reports that Tune compares are unchanged
+            metrics.update(seconds_data=waits.seconds,
+                           seconds_fit=epochs_seconds - waits.seconds)
         with tempfile.TemporaryDirectory() as tmp:
             attached = None
             if rank == 0 and (final or (epoch + 1) % every == 0):

@@ -20,11 +20,11 @@ from typing import Any
 import pandas as pd
 
 from raymlops.config import PipelineConfig
+from raymlops.names import RUN_TAG
 from raymlops.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-RUN_TAG = "raymlops.run_id"
 _PACKAGES = ("raymlops", "ray", "xgboost", "torch", "mlflow", "pandas", "pyarrow", "numpy",
              "scikit-learn", "pydantic")
 
@@ -190,9 +190,17 @@ def log_blocked_data(experiment_id: str, run_id: str, config: PipelineConfig,
 
 def log_model(mlflow_run_id: str, *, features_path: Path, model_dir: Path,
               meta: dict[str, Any], example: pd.DataFrame) -> str:
-    """Log the pyfunc model (signature + input example); returns its model URI."""
+    """Log the pyfunc model (signature + input example); returns its model URI.
+
+    The signature names every input column with MLflow's ``Any`` type: the model takes
+    raw rows (numbers as text, padded strings, a float-coded category) and normalizes
+    them itself with its recorded ``RowSpec``. A typed signature would make MLflow's own
+    schema enforcement convert them first, differently: it refused a blank number and
+    turned a missing Arrow-backed string into the text ``'<NA>'``.
+    """
     import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
     from raymlops.training.pyfunc import RaymlopsModel
 
@@ -202,8 +210,12 @@ def log_model(mlflow_run_id: str, *, features_path: Path, model_dir: Path,
         artifacts = {"features": str(features_path), "model": str(model_dir),
                      "meta": str(meta_path)}
         local = RaymlopsModel().load_from(features_path, model_dir, meta_path)
-        predictions = local.predict_frame(example)
-        signature = infer_signature(example, predictions)
+        predictions = local.predict_frame(example, raw=False)
+        # A hashed PII column's raw value cannot be shown: the example leaves it missing.
+        example = example.assign(**dict.fromkeys(local.features.spec.hashed, None))
+        inputs = Schema([ColSpec(AnyType(), name=c) for c in local.input_columns])
+        signature = ModelSignature(inputs=inputs,
+                                   outputs=infer_signature(example, predictions).outputs)
         versions = package_versions()
         framework = "torch" if meta.get("framework") == "torch" else "xgboost"
         requirements = [f"{p}=={versions[p]}" for p in (framework, "pandas", "numpy", "pyarrow",

@@ -5,19 +5,29 @@ with ``TuneReportCallback`` forwarding the trainer's reports to Tune, so the ASH
 scheduler can stop poor trials at its rungs. The best trial is chosen on the
 configured validation metric, from each trial's last report. A rerun with the same
 name restores the experiment and runs only the trials that had not finished.
+
+The name carries the digest of the training stage's inputs (``train.py``), and the
+experiment folder records the tuning settings it was started with
+(``raymlops-tune.json``: search space, trials, scheduler, metric, base params, data).
+``Tuner.restore`` keeps the old search space, trials and scheduler whatever the new
+config says, so a folder whose record differs is never restored: the search starts
+afresh under a name that carries the settings' digest.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from raymlops.config import SearchDimension, TuneSettings
 from raymlops.errors import RaymlopsError
-from raymlops.training.trainer import Plan
+from raymlops.training.trainer import Plan, training_failure, trials_failure
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,8 @@ class TuneOutcome:
     metric: str
     mode: str
     trials: list[TrialRecord] = field(default_factory=list)
+    #: the Tune experiment's name (another than asked for when settings changed)
+    name: str = ""
 
 
 def search_space(space: dict[str, SearchDimension]) -> dict[str, Any]:
@@ -101,12 +113,57 @@ def _records(grid: Any, metric: str) -> list[TrialRecord]:
     return records
 
 
+SETTINGS_FILE = "raymlops-tune.json"
+
+
+def tune_settings(plan: Plan, settings: TuneSettings, metric: str, mode: str) -> dict[str, Any]:
+    """What a Tune experiment was started with; a restore needs all of it unchanged."""
+    return json.loads(json.dumps({
+        "settings": settings.model_dump(mode="json"), "metric": metric, "mode": mode,
+        "framework": plan.framework, "task": plan.config.data.task,
+        "base_params": plan.config.train.params, "seed": plan.config.train.seed,
+        "checkpoint_frequency": plan.report_every, "data": plan.sources,
+    }, sort_keys=True, default=str))
+
+
+def restore_decision(recorded: dict[str, Any] | None, wanted: dict[str, Any], *,
+                     exists: bool, restorable: bool) -> Literal["restore", "new", "elsewhere"]:
+    """Restore only an experiment recorded with exactly these settings; start one in a
+    folder that holds none (or only our record of an attempt that never saved its
+    state); anything else (other settings, or no record at all) goes elsewhere."""
+    if recorded == wanted:
+        return "restore" if restorable else "new"
+    return "elsewhere" if exists else "new"
+
+
+def choose_experiment(storage: Path, name: str, wanted: dict[str, Any],
+                      can_restore: Callable[[Path], bool]) -> tuple[str, bool]:
+    """(experiment name, whether to restore it) under ``storage``."""
+    digest = hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:10]
+    candidates = [name, f"{name}-s{digest}"]
+    for candidate in candidates:
+        path = storage / candidate
+        record = path / SETTINGS_FILE
+        recorded = json.loads(record.read_text()) if record.exists() else None
+        decision = restore_decision(recorded, wanted, exists=path.exists(),
+                                    restorable=can_restore(path))
+        if decision != "elsewhere":
+            return candidate, decision == "restore"
+        log.warning("tuning %s: %s holds an experiment with other settings (search space, "
+                    "trials, scheduler, params or data); not restoring it", name, path)
+    raise RaymlopsError(f"tuning {name}: {storage / candidates[-1]} holds an experiment "
+                        "with other settings; remove it to start the search again")
+
+
 def run_tuning(plan: Plan, *, name: str, settings: TuneSettings, metric: str,
                mode: str) -> TuneOutcome:
     from ray import tune
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
     base = dict(plan.config.train.params)
+    wanted = tune_settings(plan, settings, metric, mode)
+    name, restore = choose_experiment(plan.storage, name, wanted,
+                                      lambda path: tune.Tuner.can_restore(str(path)))
     trials_storage = plan.storage / f"{name}-trials"
 
     def trial(params: dict[str, Any]) -> None:
@@ -119,11 +176,13 @@ def run_tuning(plan: Plan, *, name: str, settings: TuneSettings, metric: str,
     # refuses an empty request, so the driver asks for a sliver of one.
     trainable = tune.with_resources(trial, {"CPU": 0.01})
     path = plan.storage / name
-    if tune.Tuner.can_restore(str(path)):
-        log.info("tuning %s: restoring the experiment at %s; finished trials are kept", name,
-                 path)
+    if restore:
+        log.info("tuning %s: restoring the experiment at %s (same settings); finished "
+                 "trials are kept", name, path)
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     else:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / SETTINGS_FILE).write_text(json.dumps(wanted, indent=1, sort_keys=True))
         tuner = tune.Tuner(
             trainable, param_space=search_space(settings.search_space),
             tune_config=tune.TuneConfig(
@@ -131,10 +190,17 @@ def run_tuning(plan: Plan, *, name: str, settings: TuneSettings, metric: str,
                 max_concurrent_trials=settings.max_concurrent,
                 scheduler=_scheduler(settings, plan)),
             run_config=tune.RunConfig(name=name, storage_path=str(plan.storage)))
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    except Exception as exc:
+        raise training_failure(exc, what=f"tuning {name}") from exc
     records = _records(grid, metric)
     finished = [r for r in records if r.error is None and metric in r.last]
     if not finished:
+        failed: list[BaseException | str] = [
+            e for e in (grid[i].error for i in range(len(grid))) if e is not None]
+        if records and len(failed) == len(records):
+            raise trials_failure(failed, what=f"tuning {name}")
         errors = "; ".join(f"{r.trial_id}: {r.error}" for r in records if r.error)
         raise RaymlopsError(f"tuning {name}: no trial reported {metric!r}"
                             + (f" ({errors})" if errors else "")
@@ -152,4 +218,4 @@ def run_tuning(plan: Plan, *, name: str, settings: TuneSettings, metric: str,
              metric, best_metrics[metric], mode, best_params)
     return TuneOutcome(best_trial=_trial_id(best), best_params=best_params,
                        checkpoint_dir=Path(checkpoint), metric=metric, mode=mode,
-                       trials=records)
+                       trials=records, name=name)

@@ -58,7 +58,82 @@ def test_crash_after_registration_resumes_without_a_duplicate(ray_session, serve
     assert [str(v.version) for v in versions] == ["1"]
     assert summary.model_version == "1"
     registered = store.events(run_id="chaos-1", kind="model_registered")
-    assert [e.payload["created"] for e in registered] == [False]
+    assert [e.payload["created"] for e in registered] == [False]  # the lost record's event
     from ray import serve
 
     serve.delete("chaos-model")  # give its replicas' CPUs back to the other tests
+
+
+def test_resume_with_a_changed_training_parameter_serves_the_new_model(ray_session, serve_port,
+                                                                      tmp_path):
+    """`raymlops run --run-id X --set train.params.max_depth=...` used to retrain, then
+    register and serve the OLD version, while summary and lineage carried new metrics."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    import requests
+
+    from raymlops.lineage.query import chain_for
+
+    workdir = tmp_path / "w"
+    data = write_demo_data(workdir / "demo-data", rows=3000, production_rows=300)
+    base = {
+        "project": "resume",
+        "data": {"source": str(data["train"]), "target": "defaulted", "task": "classification",
+                 "id_column": "email", "pii": {"email": "hash"}},
+        "train": {"framework": "xgboost", "params": {"num_boost_round": 20, "max_depth": 2}},
+        "deploy": {"name": "resume-model", "port": serve_port},
+    }
+    first = Pipeline(load_config(base), workdir=workdir, run_id="resume-1").run()
+    assert first.model_version == "1"
+    changed = load_config(base, {"train.params.max_depth": 6})
+    second = Pipeline(changed, workdir=workdir, run_id="resume-1").run()
+    try:
+        for name in ("ingest", "validate", "preprocess"):
+            assert second.stages[name]["status"] == "reused"
+        for name in ("train", "evaluate", "register", "deploy"):
+            assert second.stages[name]["status"] == "ran", (name, second.stages)
+        assert second.model_version == "2"
+        assert second.metrics != first.metrics
+
+        client = mlflow.MlflowClient()
+        v1, v2 = (client.get_model_version("resume-model", v) for v in ("1", "2"))
+        assert v1.run_id != v2.run_id
+        assert client.get_run(v2.run_id).data.params["xgb.max_depth"] == "6"
+        assert str(client.get_model_version_by_alias("resume-model", "champion").version) == "2"
+
+        # the served version is the new model: same scores as version 2's pyfunc, not 1's
+        rows = pd.read_csv(data["production"]).drop(columns=["defaulted"]).head(30)
+        answer = requests.post(second.endpoint, timeout=30, json={
+            "dataframe_records": json.loads(rows.to_json(orient="records"))})
+        assert answer.status_code == 200 and answer.headers["X-Model-Version"] == "2"
+        served = np.array(answer.json()["predictions"])
+        new = np.asarray(mlflow.pyfunc.load_model("models:/resume-model/2").predict(rows))
+        old = np.asarray(mlflow.pyfunc.load_model("models:/resume-model/1").predict(rows))
+        np.testing.assert_allclose(served, new, atol=1e-6)
+        assert np.abs(served - old).max() > 1e-3
+
+        # Ray Train did not resume the old checkpoint: a run name per set of inputs
+        names = sorted(p.name for p in (workdir / "ray_results").iterdir())
+        assert len([n for n in names if n.startswith("train-resume-1-")]) == 2, names
+
+        # lineage: each version's chain is its own; no stage that was reused emitted again
+        store = LineageStore(f"sqlite:///{workdir / 'lineage.db'}")
+        kinds = [e.kind for e in store.events(run_id="resume-1")]
+        for kind in ("dataset_ingested", "data_validated", "features_fitted"):
+            assert kinds.count(kind) == 1, kinds
+        for kind in ("model_trained", "gate_verdict", "model_registered", "model_deployed"):
+            assert kinds.count(kind) == 2, kinds
+        for version, summary, registered in (("1", first, v1), ("2", second, v2)):
+            chain = {s["kind"]: s["payload"] for s in
+                     chain_for(store, "resume-model", version)["steps"]}
+            assert chain["model_trained"]["mlflow_run_id"] == registered.run_id
+            assert chain["gate_verdict"]["metrics"] == summary.metrics
+        deployed = store.events(run_id="resume-1", kind="model_deployed")[-1]
+        assert deployed.model_version == "2" and deployed.payload["previous_weights"] == {
+            "1": 100.0}
+    finally:
+        from ray import serve
+
+        serve.delete("resume-model")

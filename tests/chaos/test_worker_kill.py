@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from raymlops.errors import RetryableError
-from tests.training_helpers import train_config, train_on
+from tests.training_helpers import train_config, train_on, train_run_name
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,8 @@ def _train_with_a_kill(prepared, config, run: str):
     workdir = prepared["root"] / f"ws-{run}"
     outcome: dict = {}
     killer = threading.Thread(target=_kill_after_a_checkpoint,
-                              args=(workdir / "ray_results", f"train-{run}", outcome))
+                              args=(workdir / "ray_results", train_run_name(config, run),
+                                    outcome))
     killer.start()
     try:
         result = train_on(prepared, config, run, workdir=workdir)[0]

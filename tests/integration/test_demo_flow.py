@@ -113,6 +113,8 @@ def test_every_stage_wrote_a_linked_lineage_event(ws, demo_run):
     assert deployed["payload"]["weights"] == {"1": 100.0}
     assert "no version of this model is serving" in deployed["payload"]["reason"]
     assert deployed["payload"]["previous_weights"] == {}
+    kinds = [e.kind for e in store.events(run_id=chain["run_id"])]
+    assert len(kinds) == len(set(kinds))  # one event per stage that ran
 
 
 def test_drift_report_flags_the_known_drift_on_captured_traffic(demo_run):
@@ -123,40 +125,6 @@ def test_drift_report_flags_the_known_drift_on_captured_traffic(demo_run):
         assert report["columns"][stable]["verdict"] == "stable", stable
     for column in report["columns"].values():
         assert {"test", "p_value", "effect", "verdict"} <= set(column)
-
-
-def test_raw_emails_never_reach_disk_or_mlflow(ws, demo_run):
-    raw = pd.read_csv(ws.demo_data_dir / "train.csv")[demo.ID_COLUMN].head(200).tolist()
-    run_dir = ws.run_dir(demo_run["summary"]["run_id"])
-    ray_logs = Path("/tmp/ray/session_latest/logs")
-    files = [ws.root / "mlflow.db", ws.root / "lineage.db"]  # params, tags, lineage events
-    for folder in (run_dir, ws.artifacts_dir, ws.capture_dir, ws.root / "logs", ray_logs):
-        files += [p for p in folder.rglob("*") if p.is_file()]  # reports, quarantine, logs
-    scanned = 0
-    for path in files:
-        blob = path.read_bytes()
-        scanned += 1
-        assert not any(email.encode() in blob for email in raw), path
-    assert scanned > 50
-
-
-def test_rerun_with_the_same_run_id_reuses_stages_and_version(ws, demo_run, serve_port):
-    """A second attempt of the same run redoes only what lives outside our stores."""
-    from raymlops import Pipeline, load_config
-
-    text = resources.files("raymlops").joinpath("_resources/demo.yaml").read_text()
-    config = load_config(yaml.safe_load(text), {"deploy.port": serve_port,
-                                                "monitor.replay.rows": 60})
-    client = mlflow.MlflowClient()
-    before = len(client.search_model_versions("name='demo-lending'"))
-    summary = Pipeline(config, workdir=ws.root, run_id=demo_run["summary"]["run_id"]).run()
-    for name in ("ingest", "validate", "preprocess", "train", "evaluate", "register"):
-        assert summary.stages[name]["status"] == "reused", (name, summary.stages)
-    assert summary.stages["deploy"]["status"] == "ran"
-    assert summary.stages["monitor"]["status"] == "ran"
-    assert summary.model_version == "1"
-    assert summary.replay["ok"] == 60
-    assert len(client.search_model_versions("name='demo-lending'")) == before
 
 
 def _cli_json(*args: str) -> object:
@@ -184,27 +152,6 @@ def test_status_command_reports_the_live_split(ws, demo_run):
                      "weights": {"1": 100.0}, "live": True}]
 
 
-def test_training_and_serving_paths_build_identical_feature_vectors(ws, demo_run,
-                                                                   production_rows):
-    """No train/serve skew: the Ray Data training transform and a live replica agree."""
-    import numpy as np
-    import ray.data
-    from ray import serve
-
-    from raymlops.data.features import FittedFeatures
-    from raymlops.training.trainer import ToFeatures
-
-    run_dir = ws.run_dir(demo_run["summary"]["run_id"])
-    fitted = FittedFeatures.load(run_dir / "features.json")
-    rows = production_rows.head(200)
-    training_path = ray.data.from_pandas(rows).map_batches(
-        ToFeatures(fitted), batch_format="pandas").to_pandas()[fitted.feature_names]
-    replica = serve.get_deployment_handle("demo-lending-v1", app_name="demo-lending")
-    serving_path = np.array(replica.features.remote(rows).result(timeout_s=60))
-    assert serving_path.shape == (200, len(fitted.feature_names))
-    np.testing.assert_array_equal(training_path.to_numpy(), serving_path)
-
-
 def test_dataset_profile_is_recorded_in_lineage_and_mlflow(ws, demo_run):
     chain = chain_for(LineageStore(ws.lineage_url), "demo-lending", "1")
     profile = chain["steps"][0]["payload"]["profile"]
@@ -214,3 +161,152 @@ def test_dataset_profile_is_recorded_in_lineage_and_mlflow(ws, demo_run):
     dataset = mlflow.artifacts.load_dict(f"runs:/{run_id}/data/dataset.json")
     assert dataset["digest"] == chain["dataset_digest"]
     assert dataset["profile"]["credit_score"]["min"] >= 300
+
+
+def test_training_and_serving_paths_score_the_same_raw_rows_alike(ws, demo_run, tmp_path):
+    """No train/serve skew: the production CSV scored through HTTP as JSON (as a client
+    writes it), through the MLflow pyfunc with Arrow-backed input read from Parquet, and
+    through the training path (validation's normalization, then the training transform)."""
+    import numpy as np
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+    import xgboost
+
+    from raymlops import load_config
+    from raymlops.data.rules import RowChecker
+    from raymlops.features import FittedFeatures
+    from raymlops.training.trainer import ToFeatures
+
+    run_dir = ws.run_dir(demo_run["summary"]["run_id"])
+    fitted = FittedFeatures.load(run_dir / "features.json")
+    raw = ws.demo_data_dir / "production.csv"
+    records = json.loads(pd.read_csv(raw).head(150).to_json(orient="records"))
+    http = requests.post(demo_run["summary"]["endpoint"], timeout=60,
+                         json={"dataframe_records": records})
+    assert http.status_code == 200, http.text
+    served = np.array(http.json()["predictions"])
+
+    table = pacsv.read_csv(raw).slice(0, 150)  # Arrow's reader, as ingest reads the CSV
+    pq.write_table(table, tmp_path / "production.parquet")
+    arrow_backed = pd.read_parquet(tmp_path / "production.parquet", dtype_backend="pyarrow")
+    assert any(isinstance(t, pd.ArrowDtype) for t in arrow_backed.dtypes)
+    # a missing Arrow-backed string: MLflow's schema enforcement made it the text '<NA>'
+    assert arrow_backed["home_ownership"].isna().any()
+    pyfunc = np.asarray(mlflow.pyfunc.load_model("models:/demo-lending/1").predict(arrow_backed))
+
+    text = resources.files("raymlops").joinpath("_resources/demo.yaml").read_text()
+    config = load_config(yaml.safe_load(text))
+    checked = RowChecker(config.data, fitted.spec)(table.to_pandas())
+    matrix = ToFeatures(fitted)(checked)[fitted.feature_names].to_numpy()
+    booster = xgboost.Booster()
+    booster.load_model(str(run_dir / "model" / "model.ubj"))
+    trained = booster.inplace_predict(matrix)
+
+    np.testing.assert_allclose(served, pyfunc, atol=1e-6)
+    np.testing.assert_allclose(served, trained, atol=1e-6)
+
+
+def test_a_live_replica_builds_the_training_feature_vectors(ws, demo_run, production_rows):
+    import numpy as np
+    from ray import serve
+
+    from raymlops.features import FittedFeatures
+
+    fitted = FittedFeatures.load(ws.run_dir(demo_run["summary"]["run_id"]) / "features.json")
+    rows = production_rows.head(100)
+    replica = serve.get_deployment_handle("demo-lending-v1", app_name="demo-lending")
+    vectors = np.array(replica.features_of.remote(rows).result(timeout_s=60))
+    np.testing.assert_array_equal(vectors, fitted.transform(rows, raw=True))
+
+
+def test_malformed_requests_never_get_a_5xx_and_the_server_still_answers(demo_run,
+                                                                       production_rows):
+    """Over HTTP: overflowing integers, 1e400, NaN tokens, booleans, duplicate keys and
+    columns, missing keys, junk bytes; every answer is a 4xx JSON naming a field."""
+    import random
+
+    url = demo_run["summary"]["endpoint"]
+    good = json.loads(production_rows.head(1).to_json(orient="records"))[0]
+    rng = random.Random(7)
+    numbers = ["age", "income", "loan_amount", "credit_score", "debt_to_income"]
+    # none of these is a valid number; every body below is malformed
+    tokens = ["9" * 400, "1e400", "-1e400", "NaN", "Infinity", "true", "[1]", '{"a": 1}',
+              '"x"', '"1_000"']
+    bodies: list[tuple[bytes, str]] = []
+    for _ in range(250):
+        record = dict(good)
+        column = rng.choice([c for c in record if c not in ("email", "defaulted")])
+        kind = rng.randrange(5)
+        if kind == 0:  # a raw JSON token where a number belongs
+            body = json.dumps({**record, rng.choice(numbers): "@@"}).replace(
+                '"@@"', rng.choice(tokens))
+            bodies.append((f'{{"dataframe_records": [{body}]}}'.encode(), "application/json"))
+        elif kind == 1:  # the second record lacks a column
+            record.pop(column)
+            bodies.append((json.dumps({"dataframe_records": [good, record]}).encode(),
+                           "application/json"))
+        elif kind == 2:  # a column named twice
+            bodies.append((json.dumps({"dataframe_split": {
+                "columns": [*record, column], "data": [[*record.values(), 1]]}}).encode(),
+                "application/json"))
+        elif kind == 3:  # junk bytes
+            bodies.append((bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))),
+                           rng.choice(["application/json", "text/csv"])))
+        else:  # a key twice in one object
+            body = json.dumps({"instances": [record]}).replace("[{", f'[{{"{column}": 1, ', 1)
+            bodies.append((body.encode(), "application/json"))
+    session = requests.Session()
+    client_errors = 0
+    for body, ctype in bodies:
+        answer = session.post(url, data=body, headers={"Content-Type": ctype}, timeout=30)
+        assert answer.status_code < 500, (body[:200], answer.text)
+        if answer.status_code >= 400:
+            client_errors += 1
+            assert answer.json()["field"], answer.text
+    assert client_errors == len(bodies)
+    after = session.post(url, json={"dataframe_records": [good]}, timeout=30)
+    assert after.status_code == 200 and len(after.json()["predictions"]) == 1
+
+
+def test_rerun_with_the_same_run_id_reuses_stages_and_what_serves(ws, demo_run, serve_port):
+    """A second attempt of the same run redoes only the monitor: the deployment still runs
+    as recorded, so it is reused, its replicas keep running, and no event repeats."""
+    from ray import serve
+
+    from raymlops import Pipeline, load_config
+
+    text = resources.files("raymlops").joinpath("_resources/demo.yaml").read_text()
+    config = load_config(yaml.safe_load(text), {"deploy.port": serve_port,
+                                                "monitor.replay.rows": 60})
+    run_id = demo_run["summary"]["run_id"]
+    client = mlflow.MlflowClient()
+    before = len(client.search_model_versions("name='demo-lending'"))
+    store = LineageStore(ws.lineage_url)
+    events_before = [e.kind for e in store.events(run_id=run_id)]
+    status_before = _cli_json("status", "--workdir", str(ws.root))
+    replica = serve.get_deployment_handle("demo-lending-v1", app_name="demo-lending")
+    identity = replica.identity.remote().result(timeout_s=30)
+    summary = Pipeline(config, workdir=ws.root, run_id=run_id).run()
+    for name in ("ingest", "validate", "preprocess", "train", "evaluate", "register", "deploy"):
+        assert summary.stages[name]["status"] == "reused", (name, summary.stages)
+    assert summary.stages["monitor"]["status"] == "ran"
+    assert summary.model_version == "1"
+    assert summary.replay["ok"] == 60
+    assert len(client.search_model_versions("name='demo-lending'")) == before
+    events_after = [e.kind for e in store.events(run_id=run_id)]
+    assert events_after == [*events_before, "drift_computed"]  # only the stage that ran
+    assert _cli_json("status", "--workdir", str(ws.root))[0]["since"] == status_before[0]["since"]
+    assert replica.identity.remote().result(timeout_s=30) == identity  # not restarted
+
+
+def test_raw_emails_never_reach_disk_or_mlflow(ws, demo_run):
+    """Training ids and production ids (sent as requests) never land in a file of the run,
+    Parquet decoded, every folder the run wrote, and Ray's session logs."""
+    from tests.pii_scan import scan_for
+
+    train = pd.read_csv(ws.demo_data_dir / "train.csv")[demo.ID_COLUMN].tolist()
+    production = pd.read_csv(ws.demo_data_dir / "production.csv")[demo.ID_COLUMN].tolist()
+    found = scan_for([*train[:500], *production[:400]], ws.root,
+                     skip=[ws.demo_data_dir], extra=[Path("/tmp/ray/session_latest/logs")])
+    assert found.hits == [], found.hits[:5]
+    assert found.parquet_files > 10 and found.files > 50

@@ -120,3 +120,34 @@ def test_unseen_label_value_is_quarantined_not_read_as_negative(churn, tmp_path)
     message, report = poisoned(churn, tmp_path, frame)
     assert "outside the expected set ['No', 'Yes']" in message
     assert report["rows_quarantined"] == 100
+
+
+def test_no_raw_birth_year_or_phone_number_reaches_any_file(churn):
+    """Raw requests carry phone numbers (dropped) and birth years (generalized): neither
+    may reach the capture, a report, MLflow, lineage or Ray's logs. The drift reference
+    holds generalized bands, so the capture must too."""
+    import re
+
+    from raymlops.serving.deploy import flush_capture
+    from tests.pii_scan import scan_for
+
+    summary, workdir = churn["summary"], churn["workdir"]
+    production = make_churn_table(300, seed=12).drop(columns=["Churn"])
+    for start in range(0, 300, 50):
+        records = json.loads(production.iloc[start:start + 50].to_json(orient="records"))
+        answer = requests.post(summary["endpoint"], json={"dataframe_records": records},
+                               timeout=30)
+        assert answer.status_code == 200, answer.text
+    flush_capture("churn", [summary["model_version"]])
+    captured = pd.concat(pd.read_parquet(p) for p in (workdir / "capture").rglob("*.parquet"))
+    assert len(captured) >= 300
+    assert captured["birth_year"].str.fullmatch(r"\d{4}-\d{4}").all()
+    assert "phone" not in captured.columns
+
+    training = make_churn_table(4000, seed=11)
+    phones = [*production["phone"], *training["phone"].head(500)]
+    found = scan_for(phones, workdir, skip=[workdir / "churn-data"],
+                     extra=[Path("/tmp/ray/session_latest/logs")],
+                     columns={"birth_year": re.compile(r"^(19|20)\d\d(\.0)?$")})
+    assert found.hits == [], found.hits[:5]
+    assert found.parquet_files > 5

@@ -86,3 +86,41 @@ def test_bad_query_is_a_data_error_without_the_password(ray_session, tmp_path):
         ingest(data, source=resolve_source(data, str), run_dir=tmp_path / "run", pii_key=b"k")
     hidden = Source(url="postgresql+psycopg://u:secret@h/db", query="q").describe()
     assert "secret" not in hidden and "***" in hidden
+
+
+@pytest.mark.postgres
+def test_postgres_numeric_columns_are_numbers_and_their_ranges_apply(ray_session, tmp_path):
+    """A NUMERIC column became a top-50 vocabulary, and validation.ranges never saw it."""
+    from raymlops.data.validate import validate
+    from raymlops.features import RowSpec
+
+    name = f"amounts_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(POSTGRES_URL)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE TABLE "{name}" (id INT, amount NUMERIC(10, 2), '
+                              'label INT)'))
+            conn.execute(text(f'INSERT INTO "{name}" SELECT g, (g % 97) + 0.25, g % 2 '
+                              "FROM generate_series(1, 400) g"))
+    except OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required at {POSTGRES_URL}: {exc.orig}")
+    try:
+        data = load_config({
+            "data": {"source": POSTGRES_URL, "query": f'SELECT * FROM "{name}"',
+                     "target": "label", "task": "classification", "id_column": "id",
+                     "validation": {"ranges": {"amount": {"max": 90}},
+                                    "max_reject_fraction": 0.2}},
+            "train": {"framework": "xgboost"}, "deploy": {"name": "m"}}).data
+        result = ingest(data, source=resolve_source(data, str), run_dir=tmp_path / "run",
+                        pii_key=b"k")
+        assert result.numeric == ["amount"] and result.categorical == []
+        assert result.schema_["amount"].startswith("decimal")
+        report = validate(data, snapshot=tmp_path / "run" / "data" / "snapshot",
+                          schema=result.schema_, spec=RowSpec.from_dict(result.spec),
+                          excluded=result.excluded, run_dir=tmp_path / "run")
+        over = sum(1 for g in range(1, 401) if (g % 97) + 0.25 > 90)
+        assert report.rows_quarantined == over
+        assert report.reasons == {"column 'amount' outside [None, 90.0]": over}
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP TABLE IF EXISTS "{name}"'))

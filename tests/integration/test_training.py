@@ -15,11 +15,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from raymlops.data.rules import LABEL
+from raymlops.errors import RetryableError, TrainingError
+from raymlops.names import LABEL
+from tests.training_helpers import config_key
 from tests.training_helpers import train_config as _config
 from tests.training_helpers import train_on as _train
 
 pytestmark = pytest.mark.integration
+
 
 def _test_rows(prepared) -> pd.DataFrame:
     """The test split with NumPy-backed columns. ``read_parquet`` gives Arrow-backed
@@ -152,6 +155,75 @@ def test_tuning_runs_trials_nested_under_the_parent_run(prepared):
     children = client.search_runs(
         [experiment_id], f"tags.`mlflow.parentRunId` = '{again.mlflow_run_id}'")
     assert len(children) == 3
+
+    # other tuning settings under the same name (the driver's key missed a change):
+    # the recorded settings differ, so the old experiment is not restored
+    fewer = _config("xgboost", params={"num_boost_round": 20}, checkpoint={"frequency": 5},
+                    tune={**config.train.tune.model_dump(mode="json"), "num_samples": 1})
+    third, _, _ = _train(prepared, fewer, "tune-a", attempt_key=config_key(config))
+    assert len(third.tuning["trials"]) == 1
+    assert not third.tuning["trials"].keys() & result.tuning["trials"].keys()
+    assert third.ray_run_name.startswith(f"{result.ray_run_name}-s")
+
+
+def test_xgboost_early_stopping_serves_and_reports_the_best_iteration(prepared):
+    config = _config("xgboost", params={"eta": 0.3, "num_boost_round": 300,
+                                        "early_stopping_rounds": 3})
+    result, ws, _ = _train(prepared, config, "xgb-early")
+    final = result.final_metrics
+    best = result.best_iteration
+    assert best is not None and final["best_iteration"] == best
+    assert final["stopped_early"] == 1
+    assert final["rounds"] == best + 1 + 3 < 300  # stopped, and boosted no further
+    # the recorded metrics are the best iteration's, the last round's kept apart
+    mlflow.set_tracking_uri(ws.mlflow_uri)
+    watched = mlflow.MlflowClient().get_metric_history(result.mlflow_run_id, "valid_auc")
+    by_step = {m.step: m.value for m in watched}
+    assert len(by_step) == final["rounds"]
+    assert final["valid_auc"] == pytest.approx(by_step[best])
+    assert by_step[best] == max(by_step.values())  # auc, the last eval metric, maximized
+    assert final["last_valid_auc"] == pytest.approx(by_step[final["rounds"] - 1])
+
+    # the served model predicts with the trees up to the best iteration
+    rows = _test_rows(prepared).drop(columns=[LABEL])
+    loaded = mlflow.pyfunc.load_model(result.model_uri)
+    served = np.asarray(loaded.predict(rows), dtype=float)
+    inner = loaded.unwrap_python_model()
+    assert inner.meta["best_iteration"] == best
+    matrix = inner.features.transform(rows, raw=True)
+    assert inner.booster.num_boosted_rounds() == final["rounds"]
+    at_best = inner.booster.inplace_predict(matrix, iteration_range=(0, best + 1))
+    np.testing.assert_allclose(served, at_best, rtol=1e-6)
+    every_tree = inner.booster.inplace_predict(matrix)
+    assert np.abs(served - every_tree).max() > 1e-4
+
+    # a rerun of the same run resumes the early-stopped checkpoint: no more rounds
+    again, _, _ = _train(prepared, config, "xgb-early", workdir=ws.root)
+    assert again.final_metrics["resumed_from_round"] == final["rounds"]
+    assert again.final_metrics["rounds"] == final["rounds"]
+    assert again.best_iteration == best
+    assert again.final_metrics["valid_auc"] == final["valid_auc"]
+
+
+def test_changed_params_never_resume_another_runs_checkpoint(prepared):
+    shallow = _config("xgboost", params={"num_boost_round": 8, "max_depth": 3})
+    deep = _config("xgboost", params={"num_boost_round": 8, "max_depth": 4})
+    first, ws, _ = _train(prepared, shallow, "xgb-same-id")
+    second, _, _ = _train(prepared, deep, "xgb-same-id", workdir=ws.root)
+    assert first.ray_run_name != second.ray_run_name
+    assert second.final_metrics["resumed_from_round"] == 0  # not max_depth 3's trees
+    assert second.final_metrics["rounds"] == 8
+    runs = {p.name for p in (ws.root / "ray_results").iterdir()}
+    assert {first.ray_run_name, second.ray_run_name} <= runs
+
+
+def test_invalid_xgboost_param_is_a_training_error_not_retryable(prepared):
+    config = _config("xgboost", params={"num_boost_round": 5, "max_depth": -1},
+                     failure={"max_failures": 0})
+    with pytest.raises(TrainingError, match=r"XGBoostError: .*max_depth.*train\.params") as err:
+        _train(prepared, config, "xgb-bad-param")
+    assert not isinstance(err.value, RetryableError)
+    assert err.value.exit_code == 10
 
 
 def test_torch_model_runs_the_whole_pipeline_and_serves(ray_session, serve_port, tmp_path):

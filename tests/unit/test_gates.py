@@ -20,3 +20,11 @@ def test_gate_rejects_on_any_failed_bound():
 def test_gate_on_a_metric_that_was_not_computed_fails():
     verdict = decide(GatesConfig(min={"roc_auc": 0.7}), {})
     assert not verdict.passed and "not computed" in verdict.reasons[0]
+
+
+def test_a_nan_metric_fails_its_gate_with_the_reason():
+    """NaN < bound is false: a NaN used to pass every gate."""
+    for gates in (GatesConfig(min={"roc_auc": 0.7}), GatesConfig(max={"log_loss": 0.5})):
+        verdict = decide(gates, {"roc_auc": float("nan"), "log_loss": float("nan")})
+        assert not verdict.passed
+        assert "is NaN" in verdict.reasons[0] and "cannot hold" in verdict.reasons[0]

@@ -4,14 +4,27 @@ import json
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from raymlops.serving.protocol import BadRequest, coerce_inputs, parse_body
+from raymlops.features.normalize import RowSpec
+from raymlops.serving.protocol import BadRequest, parse_body, raise_problems, require_columns
 
 COLS = ["age", "purpose"]
+SPEC = RowSpec(numeric=["age"], categorical=["purpose"])
 
 
 def body(payload) -> bytes:
     return json.dumps(payload).encode()
+
+
+def score(raw: bytes, ctype: str | None = "application/json") -> pd.DataFrame:
+    """What a replica does with a body: parse, check columns, normalize, name the problem."""
+    frame = parse_body(raw, ctype, COLS)
+    require_columns(frame, COLS)
+    normalized = SPEC.normalize(frame, protect=True)
+    raise_problems(normalized, frame)
+    return normalized.frame
 
 
 @pytest.mark.parametrize("payload", [
@@ -23,14 +36,16 @@ def body(payload) -> bytes:
     {"dataframe_split": {"columns": COLS, "data": [[30, "car"], [41, "medical"]]},
      "params": {}},
 ])
-def test_every_mlflow_json_format_gives_the_same_frame(payload):
-    frame = parse_body(body(payload), "application/json", COLS)
-    assert list(frame[COLS].itertuples(index=False, name=None)) == [(30, "car"), (41, "medical")]
+def test_every_mlflow_json_format_gives_the_same_inputs(payload):
+    frame = score(body(payload))
+    assert list(frame[COLS].itertuples(index=False, name=None)) == [(30.0, "car"),
+                                                                   (41.0, "medical")]
 
 
-def test_csv_body():
-    frame = parse_body(b"age,purpose\n30,car\n", "text/csv; charset=utf-8", COLS)
-    assert frame.to_dict("records") == [{"age": 30, "purpose": "car"}]
+def test_csv_body_is_read_as_text_and_normalized():
+    frame = score(b"age,purpose\n30, car\n,\n", "text/csv; charset=utf-8")
+    assert frame["age"].tolist()[0] == 30.0 and pd.isna(frame["age"].tolist()[1])
+    assert frame["purpose"].tolist() == ["car", None]
 
 
 @pytest.mark.parametrize(("raw", "ctype", "field", "status"), [
@@ -43,17 +58,49 @@ def test_csv_body():
      400),
     (body({"dataframe_split": {"columns": COLS, "data": [[1, "a"], [2]]}}), None,
      "dataframe_split.data[1]", 400),
-    (body({"dataframe_records": [{"age": 1}, 5]}), None, "dataframe_records[1]", 400),
+    (body({"dataframe_split": {"columns": ["age", "age"], "data": [[1, 2]]}}), None,
+     "dataframe_split.columns", 400),
+    (b'{"dataframe_records": [{"age": 1, "age": 2, "purpose": "a"}]}', None, "age", 400),
+    (b"age,age,purpose\n1,2,a\n", "text/csv", "age", 400),
+    (body({"dataframe_records": [{"age": 1, "purpose": "a"}, 5]}), None,
+     "dataframe_records[1]", 400),
     (body({"inputs": [[1]]}), None, "inputs[0]", 400),
     (body({"dataframe_records": []}), None, "body", 400),
+    (b'{"dataframe_records": [{"age": NaN, "purpose": "a"}]}', None, "body", 400),
+    (b'{"dataframe_records": [{"age": Infinity, "purpose": "a"}]}', None, "body", 400),
+    (b'{"dataframe_records": [{"age": 1e400, "purpose": "a"}]}', None, "age", 400),
+    (b'{"dataframe_records": [{"age": ' + b"9" * 400 + b', "purpose": "a"}]}', None, "age",
+     400),
+    (body({"dataframe_records": [{"age": True, "purpose": "a"}]}), None, "age", 400),
+    (body({"dataframe_records": [{"age": 1, "purpose": ["a"]}]}), None, "purpose", 400),
+    (body({"dataframe_records": [{"age": 1, "purpose": "a"}], "params": 3}), None, "params",
+     400),
     (b"<xml/>", "application/xml", "content-type", 415),
 ])
 def test_bad_bodies_name_the_field(raw, ctype, field, status):
     with pytest.raises(BadRequest) as err:
-        parse_body(raw, ctype, COLS)
+        score(raw, ctype)
     assert err.value.field == field
     assert err.value.status == status
     assert err.value.to_json()["field"] == field
+
+
+def test_a_record_that_lacks_or_misspells_a_column_is_named_with_its_row():
+    records = [{"age": 30, "purpose": "car"}, {"age": 31, "purpose": "car"},
+               {"agee": 32, "purpose": "car"}]
+    with pytest.raises(BadRequest) as err:
+        score(body({"dataframe_records": records}))
+    assert err.value.field == "age" and err.value.row == 2
+    assert "dataframe_records[2]" in err.value.message and "'agee'" in err.value.message
+    assert err.value.to_json()["row"] == 2
+
+
+def test_the_first_bad_value_is_named_with_its_row():
+    records = [{"age": 30, "purpose": "car"}, {"age": "old", "purpose": "car"}]
+    with pytest.raises(BadRequest) as err:
+        score(body({"dataframe_records": records}))
+    assert err.value.field == "age" and "'old'" in err.value.message
+    assert err.value.row == 1
 
 
 def test_too_many_rows_is_413():
@@ -63,40 +110,52 @@ def test_too_many_rows_is_413():
     assert err.value.status == 413
 
 
-def test_coerce_inputs_checks_columns_and_types():
-    frame = pd.DataFrame({"age": ["31", None], "purpose": ["car", 7], "extra": [1, 2]})
-    out = coerce_inputs(frame, ["age"], ["purpose"])
-    assert list(out.columns) == ["age", "purpose"]
-    assert out["age"].tolist()[0] == 31.0 and pd.isna(out["age"].tolist()[1])
-    assert out["purpose"].tolist() == ["car", "7"]
-    with pytest.raises(BadRequest) as missing:
-        coerce_inputs(frame.drop(columns=["age"]), ["age"], ["purpose"])
-    assert missing.value.field == "age"
-    with pytest.raises(BadRequest) as bad:
-        coerce_inputs(pd.DataFrame({"age": ["old"], "purpose": ["car"]}), ["age"], ["purpose"])
-    assert bad.value.field == "age" and "'old'" in bad.value.message
+# -- fuzzing: every malformed body is a 4xx that names a field ---------------------------
+
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
+    st.integers(min_value=10**308, max_value=10**400), st.floats(allow_nan=False),
+    st.text(max_size=8), st.sampled_from(["", " ", "1e400", "inf", "NaN", "2.0", "car"]))
+_values = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from([*COLS, "x", "data"]),
+                                                 inner, max_size=3)), max_leaves=6)
+_records = st.lists(st.dictionaries(st.sampled_from([*COLS, "agee", "zzz"]), _values,
+                                    max_size=4), max_size=4)
+_payloads = st.one_of(
+    st.fixed_dictionaries({"dataframe_records": st.one_of(_records, _values)}),
+    st.fixed_dictionaries({"instances": st.one_of(_records, _values)}),
+    st.fixed_dictionaries({"inputs": _values}),
+    st.fixed_dictionaries({"dataframe_split": st.fixed_dictionaries({
+        "columns": st.one_of(st.just(COLS), st.lists(st.sampled_from([*COLS, "x"]), max_size=3),
+                             _values),
+        "data": st.one_of(st.lists(st.lists(_values, max_size=3), max_size=3), _values)})}),
+    st.dictionaries(st.text(max_size=5), _values, max_size=3), _values)
+_raw_tokens = st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e400", b"9" * 330,
+                               b"true", b'"2"', b"null", b"[]", b"{}"])
 
 
-def test_random_bodies_only_ever_raise_bad_request():
-    """A replica never crashes on input: every malformed body maps to a 4xx."""
-    import random
+def _check(raw: bytes, ctype: str | None) -> None:
+    try:
+        score(raw, ctype)
+    except BadRequest as err:
+        assert 400 <= err.status < 500 and err.field
+        assert json.dumps(err.to_json())  # serializable as the response body
 
-    rng = random.Random(1)
-    atoms = [None, 1, -2.5, "x", "", True, [], {}, [1, "a"], {"a": [1]}, "1e400", float("nan")]
 
-    def value(depth: int = 0):
-        if depth > 2 or rng.random() < 0.5:
-            return rng.choice(atoms)
-        if rng.random() < 0.5:
-            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
-        keys = [*COLS, "dataframe_split", "columns", "data", "inputs", "zzz"]
-        return {rng.choice(keys): value(depth + 1) for _ in range(rng.randint(0, 3))}
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_payloads)
+def test_fuzzed_json_bodies_only_ever_raise_bad_request(payload):
+    _check(json.dumps(payload).encode(), "application/json")
 
-    for _ in range(3000):
-        key = rng.choice(["dataframe_split", "dataframe_records", "instances", "inputs", "x"])
-        payload = {key: value()} if rng.random() < 0.9 else value()
-        try:
-            frame = parse_body(json.dumps(payload).encode(), "application/json", COLS)
-            coerce_inputs(frame, ["age"], ["purpose"])
-        except BadRequest as err:
-            assert 400 <= err.status < 500 and err.field
+
+@settings(max_examples=1000, deadline=None)
+@given(_raw_tokens, _raw_tokens, st.sampled_from(["dataframe_records", "instances", "inputs"]))
+def test_fuzzed_number_tokens_only_ever_raise_bad_request(age, purpose, key):
+    raw = b'{"' + key.encode() + b'": [{"age": ' + age + b', "purpose": ' + purpose + b"}]}"
+    _check(raw, "application/json")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=64), st.sampled_from(["text/csv", "application/json", None]))
+def test_fuzzed_bytes_only_ever_raise_bad_request(raw, ctype):
+    _check(raw, ctype)

@@ -1,0 +1,81 @@
+"""The ``raymlops`` command: one module per command group, assembled here.
+
+- ``run``: ``demo``, ``run``, ``retrain`` (the pipeline);
+- ``inspect``: ``lineage``, ``status`` (questions to the lineage store);
+- ``data``: ``schema``, ``drift`` (tables).
+
+Failures print one line; the traceback of an unexpected error goes to
+``<workdir>/logs/last-error.log``. Exit codes are listed in ``raymlops --help`` and in
+``raymlops.errors.EXIT_CODES``; they tell a scheduler whether a retry can help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from types import FrameType
+
+from raymlops.cli import data, inspect, run
+from raymlops.cli._common import setup_logging
+from raymlops.errors import EXIT_CODES, RaymlopsError, Terminated
+from raymlops.workspace import Workspace
+
+GROUPS = (run, inspect, data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    codes = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
+    parser = argparse.ArgumentParser(
+        prog="raymlops", description="The whole MLOps loop on Ray: data, training, "
+        "registry, serving, lineage and drift.", epilog=f"exit codes:\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.add_commands(sub)
+    return parser
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(f"received signal {signal.Signals(signum).name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from raymlops._internal.ray_runtime import set_ray_auth_mode
+
+    set_ray_auth_mode()
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (an embedding application)
+        previous = None
+    try:
+        return int(args.handler(args))
+    except RaymlopsError as exc:
+        print(f"raymlops: {exc.headline()}", file=sys.stderr)
+        return exc.exit_code
+    except Terminated as exc:
+        print(f"raymlops: terminated ({exc}); the run is marked interrupted", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print("raymlops: interrupted; the run is marked interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line here, traceback in a file
+        path = Workspace.at(getattr(args, "workdir", None)).root / "logs" / "last-error.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc())
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"raymlops: unexpected {type(exc).__name__}: {first} (traceback in {path})",
+              file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+__all__ = ["build_parser", "main"]
