@@ -33,7 +33,7 @@ def check_run_id(run_id: str) -> str:
     """``run_id`` unchanged if it is safe in paths and filter strings, else ConfigError."""
     from raymlops.errors import ConfigError
 
-    if not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
+    if not RUN_ID_PATTERN.fullmatch(run_id) or ".." in run_id:
         raise ConfigError(f"--run-id {run_id[:80]!r}: use 1 to 64 letters, digits, '.', '_' "
                           "or '-', starting with a letter or digit (as the ids raymlops "
                           "makes, e.g. 20261201-120000-ab12cd)")

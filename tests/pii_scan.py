@@ -76,6 +76,9 @@ def scan_for(values: list[str], root: Path, *, skip: list[Path] = (),  # type: i
                        + rb"""["']?\s*[:=]\s*["']?(\d[\d.]*)(?![\d.\-])""")
             for name in columns]
     scan = Scan()
+    for folder in extra:  # a folder asked for must be there, or the scan proves nothing
+        if not folder.is_dir() or not any(p.is_file() for p in folder.rglob("*")):
+            raise AssertionError(f"{folder} holds no files to scan")
     skipped = [p.resolve() for p in skip]
     paths = [p for folder in (root, *extra) if folder.exists() for p in folder.rglob("*")
              if p.is_file() and not any(s in p.resolve().parents for s in skipped)]

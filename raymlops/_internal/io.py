@@ -11,6 +11,7 @@ from raymlops.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
     import ray.data
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
@@ -103,14 +104,23 @@ def count_rows(path: Path) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in sorted(path.glob("*.parquet")))
 
 
-def parquet_schema(path: Path) -> dict[str, str]:
-    """Column name -> Arrow type of a Parquet folder, from its first file's footer."""
+def arrow_schema(path: Path) -> pa.Schema | None:
+    """The Arrow schema of a Parquet folder, unified over every file's footer: a part in
+    which a column holds only nulls has the type ``null`` there, and must not decide it."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     files = sorted(path.glob("*.parquet"))
     if not files:
+        return None
+    return pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+
+
+def parquet_schema(path: Path) -> dict[str, str]:
+    """Column name -> Arrow type of a Parquet folder (unified over its files)."""
+    schema = arrow_schema(path)
+    if schema is None:
         return {}
-    schema = pq.read_schema(files[0])
     return {name: str(schema.field(name).type) for name in schema.names}
 
 

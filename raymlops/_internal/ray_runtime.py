@@ -86,3 +86,21 @@ def quiet_ray() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+
+
+def shutdown_ray() -> None:
+    """Stop what this process started: Serve first, gracefully (each replica writes its
+    buffered capture in its destructor), then Ray. ``ray.shutdown`` alone kills the
+    replicas without running their destructors."""
+    import ray
+
+    if not ray.is_initialized():
+        return
+    try:
+        from ray import serve
+
+        if serve.status().proxies:
+            serve.shutdown()
+    except Exception as exc:  # noqa: BLE001 - Ray still has to stop
+        logging.getLogger(__name__).warning("Serve did not shut down cleanly: %s", exc)
+    ray.shutdown()

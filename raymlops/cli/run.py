@@ -132,15 +132,17 @@ def summary_text(summary: Any, ws: Workspace, serving: bool) -> str:
 
 
 def serve_forever(endpoint: str | None) -> None:
+    """Until Ctrl-C or SIGTERM; then Serve shuts down gracefully (the replicas write
+    their buffered capture) and the interrupt propagates: exit 130 or 143."""
     import threading
+
+    from raymlops._internal.ray_runtime import shutdown_ray
 
     print(f"serving {endpoint}; press Ctrl-C to stop", flush=True)
     try:
         threading.Event().wait()
-    except KeyboardInterrupt:
-        import ray
-
-        ray.shutdown()
+    finally:
+        shutdown_ray()
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:

@@ -19,7 +19,13 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel
 
-from raymlops._internal.io import count_rows, parquet_schema, read_parquet, write_parquet_atomic
+from raymlops._internal.io import (
+    arrow_schema,
+    count_rows,
+    parquet_schema,
+    read_parquet,
+    write_parquet_atomic,
+)
 from raymlops.config import DataConfig
 from raymlops.data.columns import check_columns, drop_identifiers, infer_feature_types
 from raymlops.data.digest import (
@@ -79,15 +85,13 @@ class _VersionPartials:
 def version_dataset(path: Path, numeric: list[str],
                     categorical: list[str]) -> tuple[str, Any]:
     """The content digest and the merged statistics of a Parquet folder, in one pass."""
-    import pyarrow.parquet as pq
-
     parts = read_parquet(str(path)).map_batches(
         _VersionPartials(numeric, categorical), batch_format="pyarrow").to_pandas()
     total = DigestPartial(0, 0)
     for text in parts["digest"]:
         total = total + partial_from_text(text)
-    files = sorted(path.glob("*.parquet"))
-    families = type_families(pq.read_schema(files[0])) if files else {}
+    schema = arrow_schema(path)
+    families = type_families(schema) if schema is not None else {}
     return finish_digest(total, families), merge_stats(parts["stats"], numeric, categorical)
 
 

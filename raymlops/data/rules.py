@@ -124,11 +124,7 @@ class RowChecker:
             out[col] = clean[col].to_numpy(dtype="float64")
             rule = rules.ranges.get(col)
             if rule is not None:
-                number = out[col]
-                low = number < rule.min if rule.min is not None else pd.Series(False, index)
-                high = number > rule.max if rule.max is not None else pd.Series(False, index)
-                problems.append(_flag(low | high,
-                                      f"column {col!r} outside [{rule.min}, {rule.max}]", index))
+                problems.append(_range_problem(out[col], col, rule.min, rule.max))
         for col in self.spec.categorical:
             out[col] = pd.array(clean[col].to_numpy(dtype=object), dtype="string")
             allowed = self.allowed.get(col)
@@ -136,6 +132,7 @@ class RowChecker:
                 bad = out[col].notna() & ~out[col].isin(allowed)
                 problems.append(_flag(bad, f"column {col!r} has a value outside the allowed set",
                                       index))
+        problems += self._rules_beyond_the_inputs(out, label)
         inputs = set(self.spec.input_columns)
         for col in rules.not_null:
             if col in out.columns:
@@ -143,6 +140,41 @@ class RowChecker:
                 problems.append(_flag(empty, f"column {col!r} is null", index))
         out[REASON] = _join(problems, index)
         return out
+
+    def _rules_beyond_the_inputs(self, out: pd.DataFrame, label: pd.Series) -> list[pd.Series]:
+        """Ranges and allowed sets on columns that are not model inputs (the target, a
+        column left out of the features): a rule the config names always applies."""
+        data, index, found = self.data, out.index, []
+        for col, rule in data.validation.ranges.items():
+            if col in self.spec.numeric:
+                continue
+            if col == data.target and data.task == "regression":
+                number = label
+            elif col in out.columns:
+                values, kinds = numbers_of(out[col])
+                bad = np.zeros(len(out), dtype=bool)
+                for mask in kinds.values():
+                    bad |= mask
+                found.append(_flag(bad, f"column {col!r} is not a number", index))
+                number = pd.Series(values, index=index)
+            else:
+                continue
+            found.append(_range_problem(number, col, rule.min, rule.max))
+        for col, allowed in self.allowed.items():
+            if col in self.spec.categorical or col not in out.columns:
+                continue
+            texts = pd.Series(canonical_categories(out[col])[0], index=index, dtype=object)
+            found.append(_flag(texts.notna() & ~texts.isin(allowed),
+                               f"column {col!r} has a value outside the allowed set", index))
+        return found
+
+
+def _range_problem(number: pd.Series, col: str, low: float | None,
+                   high: float | None) -> pd.Series:
+    index = number.index
+    below = number < low if low is not None else pd.Series(False, index)
+    above = number > high if high is not None else pd.Series(False, index)
+    return _flag(below | above, f"column {col!r} outside [{low}, {high}]", index)
 
 
 def _join(problems: list[pd.Series], index: pd.Index) -> pd.Series:

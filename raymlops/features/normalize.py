@@ -174,8 +174,11 @@ def canonical_categories(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
                        dtype=object)
         return out, bad
     if _is_number_dtype(dtype):
-        if pd.api.types.is_integer_dtype(dtype) and not series.hasnans:
-            return series.to_numpy().astype(np.int64).astype(str).astype(object), bad
+        if pd.api.types.is_integer_dtype(dtype):
+            # exact, whatever the width or the holes: never through float64 (2**53 + 1)
+            texts = series.astype(object).to_numpy()
+            return np.array([None if is_missing(v) else str(int(v)) for v in texts],
+                            dtype=object), bad
         return _canonical_floats(series.to_numpy(dtype="float64", na_value=np.nan)), bad
     if _is_string_dtype(dtype):
         stripped = series.str.strip()
@@ -214,19 +217,43 @@ def _number_from_text(texts: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndar
     return numbers, not_number, np.isinf(numbers)
 
 
+_EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+def seconds_of(series: pd.Series) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A timestamp column as seconds since the epoch, whatever its unit or form.
+
+    Arrow's CSV reader gives ``timestamp[s]``, a JSON client an ISO text or an epoch
+    number: all become the same float. A number is taken as epoch seconds; a blank or a
+    missing marker is missing; a text that is no timestamp is a problem.
+    """
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        stamps = pd.to_datetime(series, utc=True)
+        values = ((stamps - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype="float64",
+                                                                         na_value=np.nan)
+        return values, {}
+    values, problems = numbers_of(series)
+    texts = series.astype(object)
+    tried = pd.Series([v.strip() if isinstance(v, str) else v for v in texts], dtype=object)
+    wanted = problems.pop("not_a_number", np.zeros(len(series), dtype=bool))
+    if wanted.any():
+        stamps = pd.to_datetime(tried[wanted], errors="coerce", utc=True, format="mixed")
+        parsed = ((stamps - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype="float64",
+                                                                         na_value=np.nan)
+        values[wanted] = parsed
+        problems["not_a_number"] = np.zeros(len(series), dtype=bool)
+        problems["not_a_number"][wanted] = np.isnan(parsed)
+    return values, problems
+
+
 def numbers_of(series: pd.Series, *,  # noqa: PLR0912 - one branch per input kind
                datetime: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A column as float64, with a mask per problem kind."""
     n = len(series)
     dtype = series.dtype
     problems: dict[str, np.ndarray] = {}
-    if datetime and (pd.api.types.is_datetime64_any_dtype(dtype) or dtype == np.dtype(object)
-                     or _is_string_dtype(dtype)):
-        stamps = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
-        values = (stamps.astype("int64", copy=False).to_numpy(dtype="float64") / 1e9)
-        values[stamps.isna().to_numpy()] = np.nan
-        problems["not_a_number"] = (stamps.isna() & series.notna()).to_numpy(dtype=bool)
-        return values, problems
+    if datetime:
+        return seconds_of(series)
     if pd.api.types.is_bool_dtype(dtype):
         problems["boolean"] = series.notna().to_numpy(dtype=bool)
         return np.full(n, np.nan), problems

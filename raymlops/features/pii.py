@@ -23,6 +23,7 @@ changes nothing, and a raw value never passes through verbatim. A missing value
 from __future__ import annotations
 
 import datetime as _dt
+import decimal
 import hashlib
 import hmac
 import math
@@ -123,13 +124,21 @@ def _is_generalized(text: str) -> bool:
     return bool(_DOMAIN.match(text) or _INITIAL.match(text))
 
 
-def _number_bucket(number: float) -> str | None:
-    if not math.isfinite(number):
-        return None
-    if abs(number) < _DECADE_LIMIT:
-        low = int(number // 10 * 10)
-        return f"{low}-{low + 9}"
-    exponent = math.floor(math.log10(abs(number)))
+def _number_bucket(number: float | int) -> str | None:
+    """A decade below 10,000 in size, else the order of magnitude. An integer too large
+    for a float is bucketed by its digits (never an OverflowError)."""
+    if isinstance(number, int):
+        if abs(number) < _DECADE_LIMIT:
+            low = number // 10 * 10
+            return f"{low}-{low + 9}"
+        exponent = len(str(abs(number))) - 1
+    else:
+        if not math.isfinite(number):
+            return None
+        if abs(number) < _DECADE_LIMIT:
+            low = int(number // 10 * 10)
+            return f"{low}-{low + 9}"
+        exponent = math.floor(math.log10(abs(number)))
     if number > 0:
         return f"1e{exponent}-1e{exponent + 1}"
     return f"-1e{exponent + 1}--1e{exponent}"
@@ -148,7 +157,9 @@ def generalize_value(value: Any) -> str | None:  # noqa: PLR0911 - one bucket pe
         return _decade_of_year(pd.Timestamp(value).year)
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
-    if isinstance(value, int | float | np.integer | np.floating):
+    if isinstance(value, int | np.integer):
+        return _number_bucket(int(value))
+    if isinstance(value, float | np.floating | decimal.Decimal):
         return _number_bucket(float(value))
     text = str(value).strip()
     if not text:
@@ -162,6 +173,9 @@ def generalize_value(value: Any) -> str | None:  # noqa: PLR0911 - one bucket pe
     if date:
         return _decade_of_year(int(date[1]))
     if NUMBER_SHAPE.match(text):
+        digits = text.lstrip("+")
+        if digits.lstrip("-").isdigit():
+            return _number_bucket(int(digits))
         return _number_bucket(float(text))
     return text[:1] + "*"
 

@@ -95,8 +95,13 @@ class Pipeline:
 
     # -- the stage mechanism -------------------------------------------------------------
     def _input_digest(self, stage: Stage, ctx: Context) -> str:
+        """The config sections the stage reads, its upstream outputs, and its upstream
+        stages' own input digests: a chain, so a change anywhere upstream (one value of
+        the data) reaches every stage below, even one whose upstream outputs are only
+        paths and counts that did not change."""
         snapshot = config_snapshot(self.config)
-        inputs: dict[str, Any] = {name: ctx.results[name].model_dump(mode="json")
+        inputs: dict[str, Any] = {name: {"outputs": ctx.results[name].model_dump(mode="json"),
+                                         "digest": ctx.digests[name]}
                                   for name in stage.needs}
         if stage.fingerprint is not None:
             inputs["_fingerprint"] = stage.fingerprint(ctx)
@@ -105,6 +110,7 @@ class Pipeline:
 
     def _run_stage(self, stage: Stage, ctx: Context) -> BaseModel:
         digest = self._input_digest(stage, ctx)
+        ctx.digests[stage.name] = digest
         if stage.before is not None:
             stage.before(ctx)
         record = None if stage.always else self.store.get_stage(self.run_id, stage.name)
@@ -183,9 +189,9 @@ class Pipeline:
                     ctx.results[stage.name] = self._run_stage(stage, ctx)
             finally:
                 if started_ray and self.shutdown_ray:
-                    import ray
+                    from raymlops._internal.ray_runtime import shutdown_ray
 
-                    ray.shutdown()
+                    shutdown_ray()
             if cfg.data.incremental:
                 files = [(str(p), int(s), float(m)) for p, s, m in ctx["ingest"].fingerprint]
                 self.store.advance_watermark(self._watermark_key(), files, self.run_id)
@@ -245,8 +251,13 @@ class Pipeline:
         return Source(files=tuple(new)) if new else None
 
     def _preflight(self) -> None:
-        """Fail in seconds, not after training, when a fresh local cluster cannot serve."""
+        """Fail in seconds, not after training: a tuning metric the run will never report,
+        a port a fresh local cluster cannot serve on."""
         from raymlops.serving.deploy import check_port
+        from raymlops.training.directions import tune_objective
+
+        if self.config.train.tune is not None:
+            tune_objective(self.config)
 
         attaching = self.address or os.environ.get("RAY_ADDRESS") or ray_running()
         if not attaching:

@@ -57,6 +57,8 @@ class Context:
     pii_key: bytes
     key_ref: dict[str, str]
     results: dict[str, Any] = field(default_factory=dict)
+    #: each stage's input digest, which the stages below it chain into theirs
+    digests: dict[str, str] = field(default_factory=dict)
     #: the input digest of the stage now running (set by the driver)
     input_digest: str = ""
 
@@ -251,10 +253,11 @@ def _deploy(ctx: Context) -> DeployResult:
     from raymlops.serving.deploy import deploy
 
     reg: Registration = ctx["register"]
+    spec = RowSpec.from_dict(ctx["ingest"].spec)
     result = deploy(ctx.config.deploy, versions={reg.version: reg.model_uri},
-                    weights={reg.version: 100.0},
-                    input_columns=RowSpec.from_dict(ctx["ingest"].spec).input_columns,
-                    tracking_uri=ctx.tracking_uri, capture_root=ctx.workspace.capture_dir)
+                    weights={reg.version: 100.0}, input_columns=spec.input_columns,
+                    numeric=spec.numeric, tracking_uri=ctx.tracking_uri,
+                    capture_root=ctx.workspace.capture_dir)
     registry.set_alias(reg.model_name, registry.CHAMPION, reg.version)
     return result
 
@@ -312,8 +315,10 @@ STAGES: tuple[Stage, ...] = (
           _train, _train_events),
     Stage("evaluate", ("data", "train", "gates"), ("train",), EvaluationResult, _evaluate,
           _evaluate_events),
-    Stage("register", ("data", "train", "gates", "deploy"), ("train", "evaluate"), Registration,
-          _register, _register_events, before=_gate),
+    # What is registered is the trained model under deploy.name: a changed gate, or
+    # deploy.replicas, re-decides or redeploys, and never registers the model twice.
+    Stage("register", (), ("train",), Registration, _register, _register_events,
+          fingerprint=lambda ctx: {"name": ctx.config.deploy.name}, before=_gate),
     Stage("deploy", ("deploy",), ("register",), DeployResult, _deploy, _deploy_events,
           still_valid=_still_serving),
     # Replays traffic and measures drift on what serving captured: every attempt anew.

@@ -39,18 +39,20 @@ def build_app(args: dict[str, Any]) -> Any:
     return router_cls.options(
         name=f"{app}-router", num_replicas=1,
         ray_actor_options={"num_cpus": float(args["router_cpus"])},
-    ).bind(app, variants, list(args["input_columns"]))
+    ).bind(app, variants, list(args["input_columns"]), list(args.get("numeric", [])))
 
 
 def application_config(*, app: str, versions: dict[str, str], weights: dict[str, float],
-                       input_columns: list[str], tracking_uri: str, capture_root: str | None,
+                       input_columns: list[str], numeric: list[str], tracking_uri: str,
+                       capture_root: str | None,
                        capture: dict[str, float], replicas: int, cpus_per_replica: float,
                        router_cpus: float) -> dict[str, Any]:
     """One entry of a Serve config's ``applications`` (``ServeApplicationSchema``)."""
     return {
         "name": app, "route_prefix": f"/{app}", "import_path": IMPORT_PATH,
         "args": {"app": app, "versions": dict(sorted(versions.items())),
-                 "input_columns": list(input_columns), "tracking_uri": tracking_uri,
+                 "input_columns": list(input_columns), "numeric": list(numeric),
+                 "tracking_uri": tracking_uri,
                  "capture_root": capture_root, "capture": dict(capture),
                  "replicas": replicas, "cpus_per_replica": cpus_per_replica,
                  "router_cpus": router_cpus},

@@ -28,7 +28,9 @@ class ServingControl:
     """The actor's state: a flush epoch and each replica's last acknowledgement."""
 
     def __init__(self) -> None:
-        self.epoch = 0
+        # Epochs start at the clock, in milliseconds: a restarted actor (its state lost)
+        # never hands out an epoch a replica already acknowledged.
+        self.epoch = int(time.time() * 1000)
         self.acks: dict[str, tuple[int, int, float]] = {}  # replica -> (epoch, written, at)
 
     def request_flush(self) -> int:
@@ -43,9 +45,12 @@ class ServingControl:
     def leave(self, replica: str) -> None:
         self.acks.pop(replica, None)
 
-    def acknowledged(self, epoch: int) -> dict[str, int]:
-        """Replicas that flushed for ``epoch`` (or later), with the rows each wrote."""
-        return {r: written for r, (acked, written, _) in self.acks.items() if acked >= epoch}
+    def acknowledged(self, epoch: int, deployments: list[str] | None = None) -> dict[str, int]:
+        """Replicas (of ``deployments``) that flushed for ``epoch`` or later, with the rows
+        each wrote. A replica's key is ``<deployment>#<replica id>``."""
+        return {r: written for r, (acked, written, _) in self.acks.items()
+                if acked >= epoch and (deployments is None
+                                       or r.split("#", 1)[0] in deployments)}
 
 
 def get_or_create(app: str) -> Any:
@@ -89,7 +94,7 @@ def flush_all(app: str, deployments: list[str], timeout_s: float = 30.0) -> int:
     epoch = ray.get(control.request_flush.remote(), timeout=10)
     deadline = time.monotonic() + timeout_s
     while True:
-        acked = ray.get(control.acknowledged.remote(epoch), timeout=10)
+        acked = ray.get(control.acknowledged.remote(epoch, deployments), timeout=10)
         expected = running_replicas(app, deployments)
         if expected and len(acked) >= expected:
             return int(sum(acked.values()))

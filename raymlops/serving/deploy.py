@@ -79,7 +79,7 @@ def endpoint_url(deploy: DeployConfig) -> str:
 
 def deploy(deploy: DeployConfig, *, versions: dict[str, str], weights: dict[str, float],
            input_columns: list[str], tracking_uri: str, capture_root: Path | None,
-           timeout_s: float = 180.0) -> DeployResult:
+           numeric: list[str] | None = None, timeout_s: float = 180.0) -> DeployResult:
     """Deploy ``versions`` (version -> model URI) with ``weights`` (version -> percent)."""
     from raymlops.serving import app, control
 
@@ -88,7 +88,7 @@ def deploy(deploy: DeployConfig, *, versions: dict[str, str], weights: dict[str,
     previous = live_weights(deploy.name)
     config = app.application_config(
         app=deploy.name, versions=versions, weights=weights, input_columns=input_columns,
-        tracking_uri=tracking_uri,
+        numeric=list(numeric or []), tracking_uri=tracking_uri,
         capture_root=str(capture_root) if capture_root and deploy.capture else None,
         capture={"max_rows": deploy.capture_max_rows, "max_age_s": deploy.capture_flush_s},
         replicas=deploy.replicas, cpus_per_replica=deploy.cpus_per_replica,

@@ -36,11 +36,13 @@ REQUEST_ID_HEADER = "X-Request-Id"
 ROUTING_KEY_HEADER = "x-routing-key"
 
 
-def _replica_id() -> str:
+def _replica_id(deployment: str) -> str:
+    """``<deployment>#<replica id>``: how the control actor tells replicas apart."""
     try:
-        return str(serve.get_replica_context().replica_id.unique_id)
+        unique = str(serve.get_replica_context().replica_id.unique_id)
     except Exception:  # noqa: BLE001 - outside Serve (unit tests)
-        return f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        unique = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return f"{deployment}#{unique}"
 
 
 @serve.deployment
@@ -60,7 +62,7 @@ class ModelVersion:
         self.capture = CaptureBuffer(Path(capture_dir) if capture_dir else None,
                                      max_rows=int(settings.get("max_rows", 500)),
                                      max_age_s=float(settings.get("max_age_s", 2.0)))
-        self.replica = _replica_id()
+        self.replica = _replica_id(f"{app or model_name}-v{version}")
         poll = None
         if app is not None:
             from raymlops.serving.control import get_or_create
@@ -118,11 +120,12 @@ def _json(payload: dict[str, Any], status: int, request_id: str,
 
 @serve.deployment
 class Router:
-    def __init__(self, model_name: str, variants: dict[str, Any],
-                 input_columns: list[str]) -> None:
+    def __init__(self, model_name: str, variants: dict[str, Any], input_columns: list[str],
+                 numeric: list[str] | None = None) -> None:
         self.model_name = model_name
         self.variants = variants
         self.columns = input_columns
+        self.numeric = set(numeric or [])
         self.policy = TrafficPolicy(dict.fromkeys(variants, 1.0))
 
     def reconfigure(self, config: dict[str, Any]) -> None:
@@ -151,6 +154,8 @@ class Router:
 
     async def _handle(self, request: Request, request_id: str) -> JSONResponse:
         path = request.url.path.rstrip("/")
+        if "/v2/" in path + "/":
+            return await self._open_inference(request, path, request_id)
         if request.method == "GET" and path.endswith(("/health", f"/{self.model_name}")):
             return _json({"model": self.model_name, "weights": self.policy.weights}, 200,
                          request_id)
@@ -167,3 +172,42 @@ class Router:
         if "error" in result:
             return _json(result["error"], result["status"], request_id, headers)
         return _json({"predictions": result["predictions"]}, 200, request_id, headers)
+
+    async def _open_inference(self, request: Request, path: str,  # noqa: PLR0911 - a route each
+                              request_id: str) -> JSONResponse:
+        """KServe v2 (JSON) under this model's route: health, metadata, ready, infer."""
+        from raymlops.serving import oip
+
+        tail = path.split("/v2", 1)[1] or "/"
+        name = self.model_name
+        if tail in ("/health/live", "/health/ready"):
+            return _json({tail.rsplit("/", 1)[1]: True}, 200, request_id)
+        prefix = f"/models/{name}"
+        if not tail.startswith(prefix) or tail[len(prefix):] not in ("", "/ready", "/infer"):
+            return _json({"error": f"no route {path}; this server serves model {name!r} at "
+                          f".../v2/models/{name}/infer"}, 404, request_id)
+        rest = tail[len(prefix):]
+        if rest == "":
+            return _json({"name": name, "versions": sorted(self.variants), "platform":
+                          "raymlops", "inputs": [{"name": c, "shape": [-1], "datatype":
+                                                  "FP64" if c in self.numeric else "BYTES"}
+                                                 for c in self.columns],
+                          "outputs": [{"name": "predictions", "shape": [-1],
+                                       "datatype": "FP64"}]}, 200, request_id)
+        if rest == "/ready":
+            return _json({"name": name, "ready": True}, 200, request_id)
+        if request.method != "POST":
+            return _json({"error": "infer takes POST"}, 405, request_id)
+        try:
+            frame, _ = oip.parse_infer(await request.body(), self.columns)
+        except BadRequest as bad:
+            return _json(oip.error(bad), bad.status, request_id)
+        version = self.policy.choose(request.headers.get(ROUTING_KEY_HEADER))
+        result = await self.variants[version].predict.remote(frame, request_id)
+        headers = {VERSION_HEADER: result["version"], "X-Model-Name": name}
+        if "error" in result:
+            failed = BadRequest(result["error"]["field"], result["error"]["message"],
+                                result["status"])
+            return _json(oip.error(failed), result["status"], request_id, headers)
+        return _json(oip.infer_response(name, result["version"], request_id,
+                                        result["predictions"]), 200, request_id, headers)

@@ -46,11 +46,11 @@ class BadRequest(Exception):
         return out
 
 
-def _no_constants(token: str) -> float:
+def no_json_constants(token: str) -> float:
     raise BadRequest("body", f"{token} is not valid JSON; send null for a missing value")
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
@@ -76,7 +76,7 @@ def parse_body(body: bytes, content_type: str | None, columns: list[str]) -> pd.
         raise BadRequest("content-type", f"unsupported content type {kind!r}; "
                          "use application/json or text/csv", status=415)
     try:
-        payload = json.loads(body, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+        payload = json.loads(body, parse_constant=no_json_constants, object_pairs_hook=unique_keys)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest("body", f"not valid JSON: {exc}") from None
     if not isinstance(payload, dict):

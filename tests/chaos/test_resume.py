@@ -133,6 +133,21 @@ def test_resume_with_a_changed_training_parameter_serves_the_new_model(ray_sessi
         deployed = store.events(run_id="resume-1", kind="model_deployed")[-1]
         assert deployed.model_version == "2" and deployed.payload["previous_weights"] == {
             "1": 100.0}
+
+        # one value of the data changes: every stage below ingest reruns (the digests
+        # chain), though validate's outputs are the same paths and counts as before
+        frame = pd.read_csv(data["train"])
+        frame.loc[5, "income"] = float(frame["income"].max()) * 3
+        frame.to_csv(data["train"], index=False)
+        third = Pipeline(changed, workdir=workdir, run_id="resume-1").run()
+        for name in ("ingest", "validate", "preprocess", "train", "evaluate", "register"):
+            assert third.stages[name]["status"] == "ran", (name, third.stages)
+        assert third.model_version == "3"
+        digests = [e.dataset_digest for e in store.events(run_id="resume-1",
+                                                          kind="dataset_ingested")]
+        assert len(digests) == 2 and digests[0] != digests[1]
+        trained = store.events(run_id="resume-1", kind="model_trained")
+        assert trained[-1].dataset_digest == digests[1]
     finally:
         from ray import serve
 

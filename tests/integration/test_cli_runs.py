@@ -40,6 +40,7 @@ def test_minimal_config_never_makes_the_email_id_a_feature_and_a_bad_param_is_pe
     write_demo_data(workdir / "demo-data", rows=2000, production_rows=100)
     code, text = _run("run", str(ROOT / "configs" / "minimal.yaml"), "--workdir", str(workdir),
                       "--set", f"deploy.port={serve_port}", "--set", "train.params.max_depth=-3",
+                      "--set", "train.failure.max_failures=0",
                       "--run-id", "bad-param-1")
     assert code == 10, text
     assert "TrainingError" in text and "train.params" in text
@@ -94,3 +95,43 @@ def test_sigterm_mid_run_marks_the_run_interrupted_and_exits_143(tmp_path):
         status = conn.execute(sql("SELECT status FROM raymlops_runs WHERE run_id = 'term-1'")
                               ).scalar()
     assert status == "interrupted"
+
+
+def test_sigterm_while_serving_flushes_the_capture_and_exits_143(tmp_path):
+    """`--keep-serving` ended with ray.shutdown(): replicas died without writing the rows
+    they had buffered, and the exit code was 0."""
+    import pandas as pd
+    import requests
+
+    workdir = tmp_path / "w"
+    data = write_demo_data(workdir / "demo-data", rows=1500, production_rows=100)
+    config = tmp_path / "c.yaml"
+    port = free_port()
+    config.write_text(yaml.safe_dump({
+        "data": {"source": str(data["train"]), "target": "defaulted",
+                 "task": "classification", "pii": {"email": "drop"}},
+        "train": {"framework": "xgboost", "params": {"num_boost_round": 5}},
+        "deploy": {"name": "keep", "port": port, "capture_flush_s": 3600}}))
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "raymlops.cli", "run", str(config),
+                             "--workdir", str(workdir), "--keep-serving"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:  # the summary, then "serving ...; press Ctrl-C to stop"
+        lines.append(line)
+        if line.startswith("serving "):
+            break
+    assert lines and lines[-1].startswith("serving "), (lines, proc.stderr.read()[-3000:])
+    rows = json.loads(pd.read_csv(data["production"]).drop(columns=["defaulted"]).head(7)
+                      .to_json(orient="records"))
+    for row in rows:
+        answer = requests.post(f"http://127.0.0.1:{port}/keep/invocations", timeout=30,
+                               json={"dataframe_records": [row]})
+        assert answer.status_code == 200, answer.text
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 143, stderr[-3000:]
+    files = list((workdir / "capture" / "keep").rglob("*.parquet"))
+    assert sum(len(pd.read_parquet(f)) for f in files) == 7

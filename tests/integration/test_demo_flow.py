@@ -180,13 +180,13 @@ def test_training_and_serving_paths_score_the_same_raw_rows_alike(ws, demo_run, 
     run_dir = ws.run_dir(demo_run["summary"]["run_id"])
     fitted = FittedFeatures.load(run_dir / "features.json")
     raw = ws.demo_data_dir / "production.csv"
-    records = json.loads(pd.read_csv(raw).head(150).to_json(orient="records"))
+    records = json.loads(pd.read_csv(raw).head(1000).to_json(orient="records"))
     http = requests.post(demo_run["summary"]["endpoint"], timeout=60,
                          json={"dataframe_records": records})
     assert http.status_code == 200, http.text
     served = np.array(http.json()["predictions"])
 
-    table = pacsv.read_csv(raw).slice(0, 150)  # Arrow's reader, as ingest reads the CSV
+    table = pacsv.read_csv(raw).slice(0, 1000)  # Arrow's reader, as ingest reads the CSV
     pq.write_table(table, tmp_path / "production.parquet")
     arrow_backed = pd.read_parquet(tmp_path / "production.parquet", dtype_backend="pyarrow")
     assert any(isinstance(t, pd.ArrowDtype) for t in arrow_backed.dtypes)
@@ -207,16 +207,28 @@ def test_training_and_serving_paths_score_the_same_raw_rows_alike(ws, demo_run, 
 
 
 def test_a_live_replica_builds_the_training_feature_vectors(ws, demo_run, production_rows):
+    """The replica's vectors for raw rows equal the training path's for the same rows
+    after ingest's PII policy and validation's normalization (what the trainer reads)."""
     import numpy as np
     from ray import serve
 
+    from raymlops import load_config
+    from raymlops.data.rules import RowChecker
     from raymlops.features import FittedFeatures
+    from raymlops.features.pii import Protector, load_pii_key
+    from raymlops.training.trainer import ToFeatures
 
     fitted = FittedFeatures.load(ws.run_dir(demo_run["summary"]["run_id"]) / "features.json")
+    config = load_config(yaml.safe_load(resources.files("raymlops").joinpath(
+        "_resources/demo.yaml").read_text()))
     rows = production_rows.head(100)
     replica = serve.get_deployment_handle("demo-lending-v1", app_name="demo-lending")
     vectors = np.array(replica.features_of.remote(rows).result(timeout_s=60))
-    np.testing.assert_array_equal(vectors, fitted.transform(rows, raw=True))
+    key, _ = load_pii_key(ws.root)
+    checked = RowChecker(config.data, fitted.spec)(
+        Protector(config.data.pii, key)(rows).assign(defaulted=0))
+    training = ToFeatures(fitted)(checked)[fitted.feature_names].to_numpy()
+    np.testing.assert_array_equal(vectors, training)
 
 
 def test_malformed_requests_never_get_a_5xx_and_the_server_still_answers(demo_run,

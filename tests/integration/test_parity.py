@@ -77,7 +77,7 @@ def messy(ray_session, serve_port, tmp_path_factory):
         "deploy": {"name": "parity", "port": serve_port},
     })
     summary = Pipeline(config, workdir=root / "w").run()
-    yield {"root": root, "summary": summary, "workdir": root / "w"}
+    yield {"root": root, "summary": summary, "workdir": root / "w", "config": config}
     from ray import serve
 
     serve.delete("parity")
@@ -102,6 +102,13 @@ def test_three_paths_agree_on_the_messy_rows(messy):
     split = {"columns": columns, "data": [[r[c] for c in columns] for r in raw]}
     by_split = requests.post(summary.endpoint, json={"dataframe_split": split}, timeout=60)
     assert by_split.status_code == 200, by_split.text
+    # and the Open Inference Protocol (KServe v2): one BYTES tensor per column, as text
+    tensors = [{"name": c, "datatype": "BYTES", "shape": [len(raw)],
+                "data": [r[c] for r in raw]} for c in columns]
+    oip = summary.endpoint.replace("/invocations", "/v2/models/parity/infer")
+    by_oip = requests.post(oip, json={"inputs": tensors}, timeout=60)
+    assert by_oip.status_code == 200, by_oip.text
+    assert by_oip.json()["model_version"] == summary.model_version
 
     mlflow.set_tracking_uri(f"sqlite:///{messy['workdir'] / 'mlflow.db'}")
     uri = f"models:/parity/{summary.model_version}"
@@ -113,11 +120,28 @@ def test_three_paths_agree_on_the_messy_rows(messy):
     order = {cid: i for i, cid in enumerate(r["customer_id"] for r in raw)}
     evaluation = evaluated.sort_values("customer_id", key=lambda s: s.map(order))[SCORE]
 
+    # and the pipeline's own path: Arrow's CSV reader, ingest's PII policy, validation's
+    # row checks (which normalize), then the model on rows it is told are normalized
+    import pyarrow.csv as pacsv
+
+    from raymlops.data.rules import RowChecker
+    from raymlops.features.pii import Protector, load_pii_key
+
+    model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    key, _ = load_pii_key(messy["workdir"])
+    protected = Protector(messy["config"].data.pii, key)(pacsv.read_csv(path).to_pandas())
+    checked = RowChecker(messy["config"].data, model.features.spec)(
+        protected.assign(churned="No"))
+    assert checked["_reject_reason"].isna().all()
+    pipeline_path = model.predict_frame(checked, raw=False)
+
     records_scores = np.array(by_records.json()["predictions"])
     np.testing.assert_allclose(records_scores, np.array(by_split.json()["predictions"]),
                                atol=1e-6)
     np.testing.assert_allclose(records_scores, pyfunc, atol=1e-6)
     np.testing.assert_allclose(records_scores, evaluation.to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(records_scores, pipeline_path, atol=1e-6)
+    np.testing.assert_allclose(records_scores, by_oip.json()["outputs"][0]["data"], atol=1e-6)
 
 
 def test_the_float_coded_region_and_the_hashed_account_are_known_at_serving(messy):

@@ -25,13 +25,10 @@ pytestmark = pytest.mark.integration
 
 
 def _test_rows(prepared) -> pd.DataFrame:
-    """The test split with NumPy-backed columns. ``read_parquet`` gives Arrow-backed
-    strings, and MLflow's schema enforcement turns their missing values into the text
-    '<NA>' (an unseen category) before the model sees them; a JSON request's null, and
-    Ray Data's batches, keep them missing."""
-    frame = pd.read_parquet(prepared["prep"].test)
-    return frame.astype({c: object if pd.api.types.is_string_dtype(t) else "float64"
-                         for c, t in frame.dtypes.items()})
+    """The test split as ``read_parquet`` gives it: Arrow-backed strings with holes, which
+    MLflow's schema enforcement once turned into the text '<NA>' (the model's signature
+    now takes them as they are)."""
+    return pd.read_parquet(prepared["prep"].test, dtype_backend="pyarrow")
 
 
 def _test_auc(prepared, model_uri: str) -> float:

@@ -139,3 +139,30 @@ def test_hash_is_of_the_canonical_text():
     assert hash_value(key, " C-1 ") == hash_value(key, "C-1")
     assert hash_value(key, 7) == hash_value(key, "7.0") == hash_value(key, 7.0)
     assert hash_value(key, "C-1") != hash_value(b"other", "C-1")
+
+
+def test_integer_categories_stay_exact_with_holes_and_any_width():
+    big = 2**53 + 1
+    for series in (pd.Series([big, None], dtype="Int64"),
+                   pd.Series([big, None], dtype=pd.ArrowDtype(pa.int64())),
+                   pd.Series([2**64 - 1], dtype="uint64"), pd.Series([big], dtype="int64")):
+        got, _ = canonical_categories(series)
+        assert got[0] == canonical_text(series.iloc[0]) == str(int(series.iloc[0]))
+
+
+def test_timestamps_are_epoch_seconds_whatever_the_unit_or_form():
+    spec = RowSpec(numeric=["t"], categorical=[], datetime=["t"])
+    arrow = pa.array([1704067200, None], type=pa.timestamp("s")).to_pandas()
+    from_csv = spec.normalize(pd.DataFrame({"t": arrow}), protect=False).frame["t"]
+    from_json = spec.normalize(pd.DataFrame({"t": pd.Series(
+        ["2024-01-01T00:00:00Z", ""], dtype=object)}), protect=False)
+    as_number = spec.normalize(pd.DataFrame({"t": [1704067200, None]}), protect=False)
+    assert from_csv[0] == from_json.frame["t"][0] == as_number.frame["t"][0] == 1704067200.0
+    assert np.isnan(from_json.frame["t"][1]) and from_json.problems == []
+    bad = spec.normalize(pd.DataFrame({"t": ["not a date"]}), protect=False)
+    assert [p.kind for p in bad.problems] == ["not_a_number"]
+
+
+def test_a_huge_integer_in_a_generalized_column_is_a_bucket_not_an_error():
+    assert generalize_value(10**400) == "1e400-1e401"
+    assert generalize_value("9" * 400) == "1e399-1e400"

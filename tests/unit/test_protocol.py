@@ -159,3 +159,33 @@ def test_fuzzed_number_tokens_only_ever_raise_bad_request(age, purpose, key):
 @given(st.binary(max_size=64), st.sampled_from(["text/csv", "application/json", None]))
 def test_fuzzed_bytes_only_ever_raise_bad_request(raw, ctype):
     _check(raw, ctype)
+
+
+# -- the same with PII and timestamp inputs: generalize, keyed hash, epoch seconds -------
+
+PII_COLS = ["age", "t", "purpose", "by", "acct"]
+PII_SPEC = RowSpec(numeric=["age", "t"], categorical=["purpose", "by", "acct"],
+                   pii={"by": "generalize", "acct": "hash"}, datetime=["t"])
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.fixed_dictionaries(dict.fromkeys(PII_COLS, _values)), min_size=1, max_size=3),
+       st.sampled_from(["dataframe_records", "instances"]))
+def test_fuzzed_pii_and_timestamp_inputs_only_ever_raise_bad_request(records, key):
+    """generalize on a 400-digit integer raised OverflowError (a 500) before."""
+    raw = json.dumps({key: records}).encode()
+    try:
+        frame = parse_body(raw, "application/json", PII_COLS)
+        require_columns(frame, PII_COLS)
+        normalized = PII_SPEC.normalize(frame, protect=True, key=b"k")
+        raise_problems(normalized, frame)
+    except BadRequest as err:
+        assert 400 <= err.status < 500 and err.field
+
+
+def test_a_400_digit_birth_year_is_generalized_not_a_crash():
+    raw = body({"dataframe_records": [{"age": 1, "t": "2024-01-01", "purpose": "a",
+                                       "by": 10**400, "acct": "x"}]})
+    frame = parse_body(raw, "application/json", PII_COLS)
+    out = PII_SPEC.normalize(frame, protect=True, key=b"k").frame
+    assert out["by"].tolist() == ["1e400-1e401"] and out["t"].tolist() == [1704067200.0]

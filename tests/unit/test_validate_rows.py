@@ -120,3 +120,24 @@ def test_decimal_numbers_are_numbers_and_ranges_apply():
                                 "city": ["a", "b"], "y": [0, 1]}))
     assert out["age"].tolist()[0] == 30.5
     assert "outside [18.0, 99.0]" in out[REASON].tolist()[1]
+
+
+def test_ranges_and_allowed_sets_apply_to_columns_that_are_not_inputs():
+    """A range on the regression target, or on a column left out of the features, and an
+    allowed set on the label used to be skipped in silence."""
+    regression = load_config({
+        "data": {"source": "x", "target": "y", "task": "regression",
+                 "validation": {"ranges": {"y": {"max": 10}, "note": {"min": 0}}}},
+        "train": {"framework": "xgboost"}, "deploy": {"name": "m"}}).data
+    out = RowChecker(regression, SPEC)(pd.DataFrame({
+        "age": [30] * 4, "city": ["a"] * 4, "y": [1, 100, 2, 3], "note": [1, 2, -5, "x"]}))
+    reasons = out[REASON].tolist()
+    assert reasons[0] is None
+    assert reasons[1] == "column 'y' outside [None, 10.0]"
+    assert reasons[2] == "column 'note' outside [0.0, None]"
+    assert reasons[3] == "column 'note' is not a number"
+    labelled = config(positive_label="Yes", validation={"allowed": {"y": ["Yes", "No"]}})
+    out = RowChecker(labelled.data, SPEC)(pd.DataFrame({
+        "age": [30] * 3, "city": ["a"] * 3, "y": ["Yes", "No", "Maybe"]}))
+    assert out[REASON].tolist()[:2] == [None, None]
+    assert "'y' has a value outside the allowed set" in out[REASON].tolist()[2]
