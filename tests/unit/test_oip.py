@@ -68,7 +68,7 @@ _scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_na
                      st.text(max_size=5))
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.fixed_dictionaries({
     "name": st.sampled_from([*COLS, "x"]),
     "datatype": st.sampled_from(["FP64", "BYTES", "INT64", "nope"]),

@@ -1,0 +1,128 @@
+"""The audit trail: a hash chain that names the first bad entry, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from raymlops.lineage.audit import AUDIT, AuditTrail, read_witness
+from tests.unit.test_lineage_store import POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'audit.db'}"
+        return
+    schema = f"audit_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as exc:  # the server is missing
+        pytest.fail(f"PostgreSQL is required at {POSTGRES_URL}: {exc}")
+    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def _filled(url: str, tmp_path: Path, n: int = 6) -> AuditTrail:
+    trail = AuditTrail(url, witness=tmp_path / "audit-head.json")
+    for i in range(n):
+        trail.append(actor="ana", action="promote", obj=f"model:m/{i}",
+                     reason=f"step {i}", payload={"i": i, "share": 0.1 * i})
+    return trail
+
+
+def _sql(trail: AuditTrail, statement: str, **params) -> None:
+    with trail.engine.begin() as conn:
+        conn.execute(text(statement), params)
+
+
+def test_an_intact_log_verifies(url, tmp_path):
+    trail = _filled(url, tmp_path)
+    result = trail.verify()
+    assert result.ok and result.entries == 6 and result.head[0] == 6
+    assert read_witness(tmp_path / "audit-head.json") == result.head
+
+
+def test_an_edited_entry_is_named(url, tmp_path):
+    trail = _filled(url, tmp_path)
+    _sql(trail, "UPDATE raymlops_audit SET reason = 'nothing to see' WHERE seq = 3")
+    result = trail.verify()
+    assert not result.ok and result.first_bad == 3 and "changed" in result.problem
+
+
+def test_an_edited_payload_is_named(url, tmp_path):
+    trail = _filled(url, tmp_path)
+    with trail.engine.begin() as conn:
+        conn.execute(AUDIT.update().where(AUDIT.c.seq == 4).values(payload={"i": 99}))
+    assert trail.verify().first_bad == 4
+
+
+def test_a_deleted_entry_is_named(url, tmp_path):
+    trail = _filled(url, tmp_path)
+    _sql(trail, "DELETE FROM raymlops_audit WHERE seq = 2")
+    result = trail.verify()
+    assert not result.ok and result.first_bad == 2 and "missing" in result.problem
+
+
+def test_an_inserted_entry_is_named(url, tmp_path):
+    """Renumbering to make room breaks the hashes; copying a row's hash breaks the link."""
+    trail = _filled(url, tmp_path)
+    _sql(trail, "UPDATE raymlops_audit SET seq = seq + 100 WHERE seq >= 4")
+    _sql(trail, "UPDATE raymlops_audit SET seq = seq - 99 WHERE seq >= 104")
+    with trail.engine.begin() as conn:
+        row = conn.execute(AUDIT.select().where(AUDIT.c.seq == 3)).first()
+        conn.execute(AUDIT.insert().values(**{**row._mapping, "seq": 4,
+                                              "reason": "forged approval"}))
+    result = trail.verify()
+    assert not result.ok and result.first_bad == 4
+
+
+def test_reordered_entries_are_named(url, tmp_path):
+    trail = _filled(url, tmp_path)
+    _sql(trail, "UPDATE raymlops_audit SET seq = 100 WHERE seq = 2")
+    _sql(trail, "UPDATE raymlops_audit SET seq = 2 WHERE seq = 5")
+    _sql(trail, "UPDATE raymlops_audit SET seq = 5 WHERE seq = 100")
+    result = trail.verify()
+    assert not result.ok and result.first_bad == 2
+
+
+def test_a_truncated_tail_is_caught_by_the_witness(url, tmp_path):
+    trail = _filled(url, tmp_path)
+    _sql(trail, "DELETE FROM raymlops_audit WHERE seq >= 5")
+    result = trail.verify()
+    assert not result.ok and result.first_bad == 5 and "cut" in result.problem
+    # and by any other witness, e.g. a head recorded in a registry tag
+    bare = AuditTrail(url)
+    assert bare.verify().ok  # without a witness, the cut chain looks whole...
+    seen = bare.verify([("tag raymlops.audit_head of m/3", 6, "x" * 64)])
+    assert not seen.ok and "cut" in seen.problem  # ...the tag says it was longer
+
+
+def _append_many(url: str, worker: int, count: int) -> None:
+    trail = AuditTrail(url)
+    for i in range(count):
+        trail.append(actor=f"worker-{worker}", action="register", obj=f"model:m/{i}",
+                     reason="concurrent", payload={"worker": worker})
+    trail.close()
+
+
+def test_concurrent_appenders_make_one_contiguous_chain(url, tmp_path):
+    AuditTrail(url).close()  # the table exists before the workers race
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_many, args=(url, w, 25)) for w in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    result = AuditTrail(url).verify()
+    assert result.ok, result.problem
+    assert result.entries == 100 and result.head[0] == 100

@@ -1,0 +1,85 @@
+"""The decision threshold (chosen on validation rows) and fairness numbers (fairlearn's)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from raymlops.evaluation.fairness import fairness_of
+from raymlops.evaluation.threshold import choose_threshold
+
+
+def _data(n: int = 3000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.1).astype(int)
+    score = np.clip(0.1 + 0.35 * y + rng.normal(0, 0.15, n), 0, 1)
+    return y, score
+
+
+def test_max_f1_beats_a_fixed_half_on_a_rare_positive_label():
+    y, score = _data()
+    chosen = choose_threshold(y, score)
+    f1_chosen = skm.f1_score(y, score >= chosen["value"])
+    assert chosen["score"] == pytest.approx(f1_chosen, abs=1e-12)
+    assert f1_chosen > skm.f1_score(y, score >= 0.5) + 0.05
+    # no other threshold does better
+    grid = np.unique(score)
+    assert f1_chosen >= max(skm.f1_score(y, score >= t) for t in grid[::25]) - 1e-12
+
+
+def test_cost_objective_minimizes_the_stated_cost():
+    y, score = _data(seed=1)
+    chosen = choose_threshold(y, score, objective="cost", cost_fp=1.0, cost_fn=20.0)
+
+    def cost(t):
+        decided = score >= t
+        return int((decided & (y == 0)).sum()) + 20 * int((~decided & (y == 1)).sum())
+
+    assert chosen["score"] == cost(chosen["value"])
+    assert all(cost(t) >= chosen["score"] for t in np.unique(score)[::10])
+    assert chosen["value"] < choose_threshold(y, score)["value"]  # missing a positive is dear
+
+
+def test_fixed_and_degenerate_cases():
+    y, score = _data()
+    assert choose_threshold(y, score, objective="fixed", value=0.3)["value"] == 0.3
+    assert choose_threshold(np.zeros(10), np.linspace(0, 1, 10))["value"] == 0.5
+
+
+def test_fairness_numbers_agree_with_fairlearn():
+    from fairlearn.metrics import (
+        MetricFrame,
+        demographic_parity_difference,
+        demographic_parity_ratio,
+        equalized_odds_difference,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
+    )
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    group = pd.Series(rng.choice(["F", "M", "X", None], n, p=[0.45, 0.45, 0.05, 0.05]))
+    y = (rng.random(n) < 0.3).astype(int)
+    decisions = (rng.random(n) < np.where(group == "F", 0.2, 0.35)).astype(int)
+    ours = fairness_of(y, decisions, group)
+    filled = group.fillna("__missing__")
+    assert ours["demographic_parity_difference"] == pytest.approx(
+        demographic_parity_difference(y, decisions, sensitive_features=filled), abs=1e-9)
+    assert ours["demographic_parity_ratio"] == pytest.approx(
+        demographic_parity_ratio(y, decisions, sensitive_features=filled), abs=1e-9)
+    assert ours["equalized_odds_difference"] == pytest.approx(
+        equalized_odds_difference(y, decisions, sensitive_features=filled), abs=1e-9)
+    frame = MetricFrame(metrics={"sr": selection_rate, "tpr": true_positive_rate,
+                                 "fpr": false_positive_rate}, y_true=y, y_pred=decisions,
+                        sensitive_features=filled)
+    for name, row in frame.by_group.iterrows():
+        got = ours["groups"][name]
+        assert got["selection_rate"] == pytest.approx(row["sr"], abs=1e-9)
+        assert got["tpr"] == pytest.approx(row["tpr"], abs=1e-9)
+        assert got["fpr"] == pytest.approx(row["fpr"], abs=1e-9)
+    rates = frame.by_group["sr"]
+    assert ours["disparate_impact_ratio"] == pytest.approx(rates.min() / rates.max(), abs=1e-9)
+    assert set(ours["groups"]) == {"F", "M", "X", "__missing__"}
