@@ -182,6 +182,38 @@ def histogram_pair(edges: Sequence[float], reference: Sequence[float],
     return "".join(parts) + "</svg>"
 
 
+def line_chart(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
+               title: str = "", x_label: str = "", y_label: str = "", diagonal: bool = False,
+               markers: bool = False, width: int = 420, height: int = 320) -> str:
+    """Curves on the unit square (ROC, precision-recall, calibration): name -> (xs, ys)."""
+    if not any(len(xs) for xs, _ in series.values()):
+        return _empty_chart(title, width, height)
+    left, right, top, bottom = 56, 12, 34, 52
+    plot_w, plot_h = width - left - right, height - top - bottom
+    parts = [_svg_open(title, width, height), _title(title, width),
+             _legend(list(series), width - right, 16), _y_axis(1.0, left, top, plot_w, plot_h)]
+    if diagonal:
+        parts.append(f"<line x1='{left}' y1='{top + plot_h}' x2='{left + plot_w}' y2='{top}' "
+                     "stroke='#999' stroke-dasharray='4 3'/>")
+    for j, (name, (xs, ys)) in enumerate(series.items()):
+        color = PALETTE[j % len(PALETTE)]
+        points = [(left + plot_w * _finite(x), top + plot_h * (1 - _finite(y)))
+                  for x, y in zip(xs, ys, strict=True)]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        parts.append(f"<polyline points='{path}' fill='none' stroke='{color}' "
+                     f"stroke-width='2'><title>{escape(name)}</title></polyline>")
+        if markers:
+            parts += [f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='{color}'/>"
+                      for x, y in points]
+    for k in range(5):
+        x = left + plot_w * k / 4
+        parts.append(f"<text x='{x:.1f}' y='{top + plot_h + 16}' font-size='11' "
+                     f"text-anchor='middle'>{k / 4:g}</text>")
+    parts.append(_axis_labels(x_label, y_label, left=left, top=top, plot_w=plot_w,
+                              plot_h=plot_h, height=height))
+    return "".join(parts) + "</svg>"
+
+
 def bar_chart(items: Mapping[str, float] | Sequence[tuple[str, float]], *, title: str = "",
               x_label: str = "", width: int = 640, bar_height: int = 18,
               max_items: int = 30) -> str:

@@ -15,7 +15,6 @@ from raymlops.config import PipelineConfig
 from raymlops.evaluation import gates, metrics
 from raymlops.names import LABEL, SCORE
 
-
 #: Holdout splits up to this many rows are scored in the driver, larger ones on Ray Data.
 LOCAL_ROWS = 200_000
 
