@@ -85,11 +85,12 @@ class AuditEntry:
     hash: str
 
     def expected_hash(self) -> str:
-        return entry_hash(self.seq, self.ts, self.actor, self.action, self.object, self.reason,
-                          self.payload, self.prev_hash)
+        return entry_hash(self.seq, self.ts, actor=self.actor, action=self.action,
+                          obj=self.object, reason=self.reason, payload=self.payload,
+                          prev_hash=self.prev_hash)
 
 
-def entry_hash(seq: int, ts: datetime, actor: str, action: str, obj: str, reason: str,
+def entry_hash(seq: int, ts: datetime, *, actor: str, action: str, obj: str, reason: str,
                payload: dict[str, Any], prev_hash: str) -> str:
     stamp = ts.astimezone(UTC).isoformat(timespec="microseconds")
     blob = json.dumps({"seq": seq, "ts": stamp, "actor": actor, "action": action,
@@ -156,7 +157,8 @@ class AuditTrail:
                 AUDIT.c.seq.desc()).limit(1)).first()
             seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
             ts = datetime.now(UTC)
-            digest = entry_hash(seq, ts, actor, action, obj, reason, clean, prev)
+            digest = entry_hash(seq, ts, actor=actor, action=action, obj=obj, reason=reason,
+                                payload=clean, prev_hash=prev)
             conn.execute(AUDIT.insert().values(seq=seq, ts=ts, actor=actor, action=action,
                                                object=obj, reason=reason, payload=clean,
                                                prev_hash=prev, hash=digest))
