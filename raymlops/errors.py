@@ -43,7 +43,7 @@ class DataValidationError(DataError):
 
 
 class GateRejectedError(RaymlopsError):
-    """A model failed its quality gates; nothing was registered or deployed."""
+    """A model failed its quality gates: it is registered, tagged rejected, never served."""
 
     exit_code = 4
 
@@ -90,6 +90,12 @@ class NotFoundError(RaymlopsError):
     """A model, version, alias or run that the command names does not exist."""
 
     exit_code = 9
+
+
+class AwaitingApprovalError(RaymlopsError):
+    """Not a failure: the version passed its gates and waits for approvals."""
+
+    exit_code = 0
 
 
 class TrainingError(RaymlopsError):

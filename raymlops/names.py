@@ -26,6 +26,10 @@ RUN_TAG = "raymlops.run_id"
 INPUT_DIGEST_TAG = "raymlops.input_digest"
 DATASET_DIGEST_TAG = "raymlops.dataset_digest"
 GATE_TAG = "raymlops.gate"
+GATE_REASONS_TAG = "raymlops.gate_reasons"
+THRESHOLD_TAG = "raymlops.threshold"
+CONFIG_HASH_TAG = "raymlops.config_hash"
+COMMIT_TAG = "mlflow.source.git.commit"
 
 
 def capture_dir(root: Path, model: str, version: str) -> Path:

@@ -1,7 +1,9 @@
 """The ``raymlops`` command: one module per command group, assembled here.
 
 - ``run``: ``demo``, ``run``, ``retrain`` (the pipeline);
+- ``governance``: ``approve``, ``promote``, ``rollback``, ``changes``, ``audit verify``;
 - ``inspect``: ``lineage``, ``status`` (questions to the lineage store);
+- ``quality``: ``evaluate`` (a registered version on a labelled table);
 - ``data``: ``schema``, ``drift`` (tables).
 
 Failures print one line; the traceback of an unexpected error goes to
@@ -18,12 +20,12 @@ import sys
 import traceback
 from types import FrameType
 
-from raymlops.cli import data, inspect, run
+from raymlops.cli import data, governance, inspect, quality, run
 from raymlops.cli._common import setup_logging
 from raymlops.errors import EXIT_CODES, RaymlopsError, Terminated
 from raymlops.workspace import Workspace
 
-GROUPS = (run, inspect, data)
+GROUPS = (run, quality, governance, inspect, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("raymlops: interrupted; the run is marked interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `raymlops ... | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - last resort: one line here, traceback in a file
         path = Workspace.at(getattr(args, "workdir", None)).root / "logs" / "last-error.log"
         path.parent.mkdir(parents=True, exist_ok=True)

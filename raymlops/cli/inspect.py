@@ -17,7 +17,9 @@ _DETAIL = {
     "model_trained": lambda p: f"MLflow run {p.get('mlflow_run_id')}",
     "gate_verdict": lambda p: f"{'PASS' if p.get('passed') else 'REJECT'}: "
                               f"{'; '.join(p.get('reasons', []))}",
-    "model_registered": lambda p: f"registered from {p.get('model_uri')}",
+    "model_registered": lambda p: f"registered from {p.get('model_uri')} by {p.get('author')} "
+                                  f"(commit {str(p.get('commit'))[:12]}, config "
+                                  f"{str(p.get('config_hash'))[:19]})",
     "model_deployed": lambda p: f"{p.get('weights')} at {p.get('endpoint')}",
     "drift_computed": lambda p: f"{p.get('verdict')} {p.get('drifted_columns')}",
 }
@@ -28,7 +30,20 @@ def add_commands(sub: Any) -> None:
     add_common(lineage)
     lineage.add_argument("model", help="MODEL, MODEL@ALIAS or MODEL/VERSION")
     lineage.add_argument("--config", default=None, help="take tracking/lineage URLs from it")
+    lineage.add_argument("--format", default="text",
+                         choices=["text", "mermaid", "dot", "openlineage"],
+                         help="a graph (Mermaid, Graphviz dot) or OpenLineage run events")
     lineage.set_defaults(handler=cmd_lineage)
+
+    serving_at = sub.add_parser("serving-at", help="which versions served a model at an "
+                                "instant, with their data, code, gates and approvers")
+    add_common(serving_at)
+    serving_at.add_argument("model")
+    serving_at.add_argument("timestamp", help="ISO 8601, e.g. 2026-12-01T12:00:00Z (UTC "
+                            "when no offset is given)")
+    serving_at.add_argument("--env", default=None)
+    serving_at.add_argument("--config", default=None, help="take the lineage URL from it")
+    serving_at.set_defaults(handler=cmd_serving_at)
 
     status = sub.add_parser("status", help="what is deployed, with what split, since when")
     add_common(status)
@@ -43,6 +58,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     _, store = stores(args)
     name, version = resolve(args.model)
     chain = chain_for(store, name, version)
+    if args.format != "text":
+        return _export(args, store, chain)
     lines = [f"{name} version {version} <- run {chain['run_id']} <- dataset "
              f"{chain['dataset_digest']}"]
     for step in chain["steps"]:
@@ -66,8 +83,64 @@ def cmd_status(args: argparse.Namespace) -> int:
         except requests.RequestException:
             row["live"] = False
     text = "\n".join(
-        f"{r['model']}: version {r['version']} weights {r['weights']} since {r['since']} "
+        f"{r['model']}{' (' + r['env'] + ')' if r.get('env') else ''}: version {r['version']} "
+        f"weights {r['weights']} since {r['since']} "
         f"at {r['endpoint']} ({'live' if r['live'] else 'not reachable now'})" for r in rows
     ) or "nothing deployed yet"
     emit(args, rows, text)
+    return 0
+
+
+def _export(args: argparse.Namespace, store: Any, chain: dict[str, Any]) -> int:
+    import json
+
+    from raymlops.lineage import export
+    from raymlops.lineage.governance import GovernanceStore
+
+    gov = GovernanceStore(store.url)
+    approvals = gov.approvals(chain["model"], chain["version"])
+    changes = [c.to_dict() for c in gov.changes(chain["model"])
+               if c.to_version == str(chain["version"])]
+    if args.format == "openlineage":
+        events = export.openlineage_events(chain, approvals, changes)
+        print("\n".join(json.dumps(e) for e in events))
+    elif args.format == "mermaid":
+        print(export.mermaid(chain, approvals, changes), end="")
+    else:
+        print(export.dot(chain, approvals, changes), end="")
+    return 0
+
+
+def cmd_serving_at(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from raymlops.errors import ConfigError
+    from raymlops.lineage.governance import GovernanceStore
+    from raymlops.lineage.query import serving_at
+
+    try:
+        at = datetime.fromisoformat(args.timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"TIMESTAMP {args.timestamp!r}: expected ISO 8601, e.g. "
+                          "2026-12-01T12:00:00Z") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    _, store = stores(args)
+    answer = serving_at(store, GovernanceStore(store.url), args.model, at, args.env)
+    lines = [f"{answer['model']} at {answer['at']}:"]
+    for where in answer["environments"]:
+        if not where["serving"]:
+            lines.append(f"  {where['env']}: nothing serving since {where['since'][:19]} "
+                         f"({where['reason']})")
+            continue
+        lines.append(f"  {where['env'] or '(no environment)'}: serving since "
+                     f"{where['since'][:19]} ({where['change'] or where['reason']})")
+        for v in where["versions"]:
+            gate = v["gate"] or {}
+            lines.append(f"    version {v['version']} {v['share']:g}%  data "
+                         f"{str(v['dataset_digest'])[:23]}  commit {str(v['commit'])[:12]}  "
+                         f"config {str(v['config_hash'])[:19]}  by {v['author']}  gate "
+                         f"{'PASS' if gate.get('passed') else 'REJECT' if gate else '?'}  "
+                         f"approvers {', '.join(v['approvers']) or 'none'}")
+    emit(args, answer, "\n".join(lines))
     return 0

@@ -108,7 +108,7 @@ def summary_text(summary: Any, ws: Workspace, serving: bool) -> str:
     lines = [
         head,
         f"  model       {summary.model_name} version {summary.model_version} "
-        "(MLflow registry aliases: candidate, champion)",
+        f"(MLflow registry aliases: {', '.join(summary.aliases) or 'none'})",
         f"  metrics     {metrics}",
         f"  gate        {'PASS' if summary.gate.get('passed') else 'REJECT'}: "
         f"{'; '.join(summary.gate.get('reasons', []))}",

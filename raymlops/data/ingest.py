@@ -36,6 +36,7 @@ from raymlops.data.digest import (
     partial_to_text,
     type_families,
 )
+from raymlops.data.labels import canonical_counts, infer_positive
 from raymlops.data.profile import profile_of
 from raymlops.data.sources import Source
 from raymlops.errors import DataError, RetryableError
@@ -66,6 +67,9 @@ class IngestResult(BaseModel):
     #: the row normalization (``RowSpec.to_dict``)
     spec: dict[str, Any]
     profile: dict[str, Any]
+    #: a two-valued label's positive class, when the config names none, and why
+    positive_label: str | None = None
+    positive_reason: str = ""
 
 
 class _VersionPartials:
@@ -125,7 +129,14 @@ def ingest(data: DataConfig, *, source: Source, run_dir: Path, pii_key: bytes,
         raise DataError(f"data.source: {source.describe()} holds no rows")
     types = parquet_schema(snapshot)
     numeric, categorical, excluded, timestamps = infer_feature_types(types, data)
-    digest, merged = version_dataset(snapshot, numeric, categorical)
+    labelled = data.task == "classification" and data.target in types
+    digest, merged = version_dataset(snapshot, numeric,
+                                     [*categorical, data.target] if labelled else categorical)
+    label_counts = dict(merged.counts.pop(data.target, {}))
+    positive, positive_reason = None, ""
+    if labelled and data.positive_label is None:
+        positive, positive_reason = infer_positive(label_counts)
+        log.info("ingest: positive class of %r: %s", data.target, positive_reason)
     categorical, ids = drop_identifiers(categorical, merged, data)
     excluded.update(ids)
     for column, reason in excluded.items():
@@ -133,6 +144,10 @@ def ingest(data: DataConfig, *, source: Source, run_dir: Path, pii_key: bytes,
     profile = profile_of(merged)
     for column in excluded:
         profile[column] = {"kind": "excluded", "reason": excluded[column]}
+    if labelled:
+        profile[data.target] = {"kind": "label", "counts": dict(canonical_counts(label_counts)),
+                                "positive": positive if positive is not None else
+                                data.positive_label, "reason": positive_reason}
     inputs = {*numeric, *categorical}
     pii: dict[str, str] = {c: str(a) for c, a in data.pii.items() if c in inputs}
     spec = RowSpec(numeric=numeric, categorical=categorical, pii=pii,
@@ -141,4 +156,5 @@ def ingest(data: DataConfig, *, source: Source, run_dir: Path, pii_key: bytes,
     return IngestResult(source=source.describe(), files=list(source.files), fingerprint=before,
                         read_at=read_at, snapshot=str(snapshot), rows=rows, digest=digest,
                         schema_=types, numeric=numeric, categorical=categorical,
-                        excluded=excluded, spec=spec.to_dict(), profile=profile)
+                        excluded=excluded, spec=spec.to_dict(), profile=profile,
+                        positive_label=positive, positive_reason=positive_reason)

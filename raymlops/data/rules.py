@@ -37,8 +37,10 @@ def positive_matches(positive: object, texts: pd.Series) -> pd.Series:
     return folded.eq(wanted.casefold() if wanted else "")
 
 
-def encode_label(values: pd.Series, data: DataConfig) -> tuple[pd.Series, pd.Series]:
-    """Return (numeric label, reason-or-None) for each row."""
+def encode_label(values: pd.Series, data: DataConfig,
+                 positive: object = None) -> tuple[pd.Series, pd.Series]:
+    """Return (numeric label, reason-or-None) for each row. ``positive`` is the positive
+    class ingest inferred for a two-valued label (``data.positive_label`` wins)."""
     reasons = pd.Series([None] * len(values), index=values.index, dtype=object)
     if data.task == "regression":
         numbers, problems = numbers_of(values)
@@ -54,8 +56,9 @@ def encode_label(values: pd.Series, data: DataConfig) -> tuple[pd.Series, pd.Ser
     missing = texts.isna()
     reasons[missing] = f"target {data.target!r} is missing"
     present = texts.where(~missing, "").astype(str)
-    if data.positive_label is not None:
-        label = positive_matches(data.positive_label, present).astype("float64")
+    chosen = data.positive_label if data.positive_label is not None else positive
+    if chosen is not None:
+        label = positive_matches(chosen, present).astype("float64")
         return label.where(~missing), reasons
     mapping = {"0": 0.0, "1": 1.0, "false": 0.0, "true": 1.0}
     label = present.map(mapping)
@@ -90,8 +93,9 @@ class RowChecker:
     def __init__(self, data: DataConfig, spec: RowSpec, *,
                  allowed: Mapping[str, Collection[object]] | None = None,
                  labels: Collection[str] | None = None,
-                 duplicate_ids: Collection[str] = ()) -> None:
+                 duplicate_ids: Collection[str] = (), positive: str | None = None) -> None:
         self.data = data
+        self.positive = positive
         self.spec = spec
         source = allowed if allowed is not None else data.validation.allowed
         self.allowed = {k: set(canonical_labels(v)) for k, v in source.items()}
@@ -108,7 +112,7 @@ class RowChecker:
             unseen = texts.notna() & ~texts.isin(self.labels)
             problems.append(_flag(unseen, f"target {data.target!r} has a label value outside "
                                           f"the expected set {sorted(self.labels)}", index))
-        label, label_reason = encode_label(target, data)
+        label, label_reason = encode_label(target, data, self.positive)
         out[LABEL] = label
         problems.append(label_reason)
         if data.id_column and data.id_column in out.columns:

@@ -82,7 +82,9 @@ def duplicate_ids(ds: Any, id_column: str, rows: int) -> list[str]:
 
 
 def validate(data: DataConfig, *, snapshot: Path, schema: dict[str, str], spec: RowSpec,
-             excluded: dict[str, str], run_dir: Path) -> ValidationResult:
+             excluded: dict[str, str], run_dir: Path,
+             positive: str | None = None) -> ValidationResult:
+    """``positive``: the positive class ingest inferred for a two-valued label."""
     rules = data.validation
     out_dir = run_dir / "data"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +106,8 @@ def validate(data: DataConfig, *, snapshot: Path, schema: dict[str, str], spec: 
         **{c: list(v) for c, v in (expected.categories if expected else {}).items()},
         **{c: list(v) for c, v in rules.allowed.items()}}
     checker = RowChecker(data, spec, allowed=allowed,
-                         labels=expected.labels if expected else None, duplicate_ids=dups)
+                         labels=expected.labels if expected else None, duplicate_ids=dups,
+                         positive=positive)
     checked = ds.map_batches(checker, batch_format="pandas").materialize()
     partials = checked.map_batches(_partials, batch_format="pandas").to_pandas()
     rows_in = int(partials["rows"].sum())
@@ -131,7 +134,9 @@ def validate(data: DataConfig, *, snapshot: Path, schema: dict[str, str], spec: 
         "schema": "checked against " + str(rules.schema_) if expected else "not configured",
         "features": {"numeric": spec.numeric, "categorical": spec.categorical},
         "excluded_columns": excluded,
-        "positive_label": _positive_label_note(data),
+        "positive_label": _positive_label_note(data) or (
+            f"{positive!r} (inferred: see the dataset_ingested lineage event)"
+            if positive else None),
     }
     json_path, html_path = _write_reports(report, out_dir)
     if problems:

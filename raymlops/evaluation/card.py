@@ -134,12 +134,14 @@ def render(card: dict[str, Any]) -> str:
     ``config``, ``commit``, ``mlflow_run_id``."""
     report = card["report"]
     threshold = report.get("threshold") or {}
+    latency = ", ".join(f"{size.removeprefix('batch_')} rows {ms:.2f} ms" for size, ms in
+                        (report.get("latency_ms") or {}).items()) or "not measured"
     body = [
         "<h2>Gate verdict</h2>", _verdict(card.get("gate") or report.get("gate") or {}),
         "<h2>Metrics on the holdout split</h2>",
         f"<p>{report.get('rows')} rows; decision threshold {h.fmt(threshold.get('value'))} "
         f"({h.escape(threshold.get('reason', 'not a classifier'))}); batch scoring "
-        f"{h.fmt(report.get('rows_per_s'))} rows/s.</p>",
+        f"{h.fmt(report.get('rows_per_s'))} rows/s; latency per batch {h.escape(latency)}.</p>",
         h.table(["metric", "value"], _metric_rows(report.get("metrics", {}))),
         _curves(report), _slices(report), _fairness(report),
     ]
@@ -158,3 +160,39 @@ def write(card: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(card))
     return path
+
+
+def write_for(result: Any, *, model: str, version: str, run_dir: Path, dataset_digest: str,
+              profile: dict[str, Any], config: Any, mlflow_run_id: str, tracking_uri: str,
+              model_uri: str, test_dir: Path) -> Path:
+    """The card of one evaluated version, next to its evaluation report."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from raymlops.config import config_snapshot
+    from raymlops.evaluation.importance import importance
+    from raymlops.names import COMMIT_TAG, LABEL
+
+    mlflow.set_tracking_uri(tracking_uri)
+    loaded = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    report = json.loads(Path(result.report).read_text())
+    frame = pd.read_parquet(test_dir)
+    if len(frame) > 2000:
+        frame = frame.sample(2000, random_state=0)
+    normalized = loaded.features.normalize(frame, raw=False).frame
+    try:
+        ranked = importance(loaded, normalized, frame[LABEL].to_numpy(dtype=np.float64),
+                            config.data.task)
+    except Exception as exc:  # noqa: BLE001 - a card without importance beats no card
+        ranked = {"method": "not computed", "values": {}, "note": f"{type(exc).__name__}: {exc}"}
+    run = mlflow.MlflowClient().get_run(mlflow_run_id)
+    card = {"model": model, "version": version, "report": report,
+            "gate": report.get("gate"), "importance": ranked, "dataset_digest": dataset_digest,
+            "profile": profile, "config": config_snapshot(config),
+            "commit": run.data.tags.get(COMMIT_TAG, "unknown"), "mlflow_run_id": mlflow_run_id,
+            "positive_label": loaded.meta.get("positive_label") or
+            config.data.positive_label or "1 / true",
+            "subtitle": f"{config.data.task}, {config.train.framework}, trained by run "
+                        f"{loaded.meta.get('run_id', '?')}"}
+    return write(card, run_dir / "reports" / "model_card.html")

@@ -110,6 +110,10 @@ class Verification:
     problem: str = ""
 
 
+#: entries appended in a caller's transaction, whose witness waits for its commit
+_PENDING = "raymlops_audit_pending"
+
+
 def _sqlite_immediate(engine: Engine) -> None:
     """SQLAlchemy's recipe: let pysqlite not begin on its own; begin IMMEDIATE ourselves,
     so that an appender holds the write lock from its read of the head to its insert."""
@@ -127,16 +131,25 @@ def _sqlite_immediate(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def writer_engine(url: str, meta: MetaData) -> Engine:
+    """An engine whose transactions serialize writers (IMMEDIATE on SQLite; callers take
+    advisory locks on PostgreSQL), with ``meta``'s tables created."""
+    from raymlops.lineage.migrations import create_tables
+
+    engine = create_engine(url, future=True, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        _sqlite_immediate(engine)
+    create_tables(engine, meta)
+    return engine
+
+
 class AuditTrail:
     """The audit log behind one SQLAlchemy URL (the lineage store's), plus a witness file."""
 
     def __init__(self, url: str, *, witness: Path | None = None) -> None:
         self.url = url
         self.witness = witness
-        self.engine = create_engine(url, future=True, pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
-            _sqlite_immediate(self.engine)
-        _meta.create_all(self.engine)
+        self.engine = writer_engine(url, _meta)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -149,23 +162,52 @@ class AuditTrail:
             yield conn
 
     def append(self, *, actor: str, action: str, obj: str, reason: str,
-               payload: dict[str, Any] | None = None) -> AuditEntry:
-        """Add one entry at the head of the chain; returns it (with its hash)."""
+               payload: dict[str, Any] | None = None,
+               conn: Connection | None = None) -> AuditEntry:
+        """Add one entry at the head of the chain; returns it (with its hash).
+
+        ``conn``: a transaction the caller holds on the same database (a registry lock),
+        which the entry joins; on SQLite a second writer would wait for it forever."""
         clean = json.loads(json.dumps(payload or {}, default=str))
-        with self._locked() as conn:
-            last = conn.execute(select(AUDIT.c.seq, AUDIT.c.hash).order_by(
-                AUDIT.c.seq.desc()).limit(1)).first()
-            seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
-            ts = datetime.now(UTC)
-            digest = entry_hash(seq, ts, actor=actor, action=action, obj=obj, reason=reason,
-                                payload=clean, prev_hash=prev)
-            conn.execute(AUDIT.insert().values(seq=seq, ts=ts, actor=actor, action=action,
-                                               object=obj, reason=reason, payload=clean,
-                                               prev_hash=prev, hash=digest))
-        entry = AuditEntry(seq, ts, actor, action, obj, reason, clean, prev, digest)
+        if conn is not None:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+            entry = self._insert(conn, actor=actor, action=action, obj=obj, reason=reason,
+                                 clean=clean)
+            if self.witness is not None:  # the head moves only once the caller commits
+                if _PENDING not in conn.info:
+                    conn.info[_PENDING] = []
+
+                    def _committed(_conn: Any) -> None:
+                        done = conn.info.pop(_PENDING, [])
+                        if done:
+                            self._advance_witness(max(done, key=lambda e: e.seq))
+
+                    event.listen(conn, "commit", _committed, once=True)
+                    event.listen(conn, "rollback", lambda _c: conn.info.pop(_PENDING, None),
+                                 once=True)
+                conn.info[_PENDING].append(entry)
+            return entry
+        with self._locked() as own:
+            entry = self._insert(own, actor=actor, action=action, obj=obj, reason=reason,
+                                 clean=clean)
         if self.witness is not None:
             self._advance_witness(entry)
         return entry
+
+    @staticmethod
+    def _insert(conn: Connection, *, actor: str, action: str, obj: str, reason: str,
+                clean: dict[str, Any]) -> AuditEntry:
+        last = conn.execute(select(AUDIT.c.seq, AUDIT.c.hash).order_by(
+            AUDIT.c.seq.desc()).limit(1)).first()
+        seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
+        ts = datetime.now(UTC)
+        digest = entry_hash(seq, ts, actor=actor, action=action, obj=obj, reason=reason,
+                            payload=clean, prev_hash=prev)
+        conn.execute(AUDIT.insert().values(seq=seq, ts=ts, actor=actor, action=action,
+                                           object=obj, reason=reason, payload=clean,
+                                           prev_hash=prev, hash=digest))
+        return AuditEntry(seq, ts, actor, action, obj, reason, clean, prev, digest)
 
     def _advance_witness(self, entry: AuditEntry) -> None:
         """Write the head to the witness file, only ever forward (appenders race)."""

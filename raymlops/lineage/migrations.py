@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Connection, DateTime, Integer, String, inspect, text
+from sqlalchemy import BigInteger, Connection, DateTime, Integer, MetaData, String, inspect, text
 from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -54,18 +54,49 @@ def _event_input_digest(conn: Connection, ops: object) -> None:
                        Column("input_digest", String(64), nullable=True))
 
 
+def _event_indexes(conn: Connection, ops: object) -> None:
+    existing = inspect(conn)
+    if not existing.has_table("raymlops_events"):
+        return
+    names = {i["name"] for i in existing.get_indexes("raymlops_events")}
+    for name, columns in INDEXES.items():
+        if name not in names:
+            ops.create_index(name, "raymlops_events", columns)  # type: ignore[attr-defined]
+
+
+#: What "which version served at time T" and "the chain behind a version" look up, so
+#: both stay fast over millions of events.
+INDEXES = {"ix_events_model_kind_ts": ["model_name", "kind", "ts"],
+           "ix_events_model_version_kind": ["model_name", "model_version", "kind", "ts"]}
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection, object], None]]] = [
     (1, "64-bit sizes, counts and ids", _bigints),
     (2, "events carry their stage attempt's input digest", _event_input_digest),
+    (3, "indexes for serving-at and lineage queries", _event_indexes),
 ]
 LATEST = MIGRATIONS[-1][0]
 
 
-def upgrade(engine: Engine, create_tables: Callable[[Engine], None]) -> int:
-    """Bring the store at ``engine`` to the latest schema version; returns that version."""
+def create_tables(engine: Engine, meta: MetaData) -> None:
+    """``meta.create_all`` in one transaction that processes opening the store at once
+    take in turn (an advisory lock on PostgreSQL, whose concurrent CREATE TABLEs collide
+    on the catalog; the engine's IMMEDIATE begin on SQLite)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        meta.create_all(conn)
+
+
+def upgrade(engine: Engine, create_tables: Callable[[Connection], None]) -> int:
+    """Bring the store at ``engine`` to the latest schema version; returns that version.
+
+    One transaction, serialized between processes (an advisory lock on PostgreSQL; on
+    SQLite the caller's engine begins IMMEDIATE), so two stores opened at once cannot
+    both create a table."""
     from alembic.migration import MigrationContext
     from alembic.operations import Operations
-    from sqlalchemy import Column, MetaData, Table, select
+    from sqlalchemy import Column, Table, select
 
     meta = MetaData()
     versions = Table(VERSION_TABLE, meta, Column("version", Integer, primary_key=True),
@@ -93,5 +124,5 @@ def upgrade(engine: Engine, create_tables: Callable[[Engine], None]) -> int:
             conn.execute(versions.insert().values(version=number, description=description,
                                                   applied_at=datetime.now(UTC)))
             current = number
-    create_tables(engine)
+        create_tables(conn)
     return current

@@ -20,6 +20,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Float,
+    Index,
     Integer,
     String,
     Text,
@@ -74,6 +75,9 @@ class StageRow(_Base):
 
 class EventRow(_Base):
     __tablename__ = "raymlops_events"
+    __table_args__ = (Index("ix_events_model_kind_ts", "model_name", "kind", "ts"),
+                      Index("ix_events_model_version_kind", "model_name", "model_version",
+                            "kind", "ts"))
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     run_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -155,14 +159,23 @@ class LineageStore:
             _sqlite_pragmas(self.engine)
         from raymlops.lineage.migrations import upgrade
 
+        setup = self.engine
+        if self.engine.dialect.name == "sqlite":  # a writer's lock for the schema check
+            from raymlops.lineage.audit import _sqlite_immediate
+
+            setup = create_engine(url, future=True)
+            _sqlite_immediate(setup)
         try:
-            self.schema_version = upgrade(self.engine, _Base.metadata.create_all)
+            self.schema_version = upgrade(setup, _Base.metadata.create_all)
         except OperationalError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise RetryableError(
                 f"cannot reach the lineage store at {self.engine.url!r}: {reason}; "
                 "check lineage.url and that the database server is running"
             ) from None
+        finally:
+            if setup is not self.engine:
+                setup.dispose()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -248,14 +261,24 @@ class LineageStore:
             s.add(self._event_row(run_id, stage, event, input_digest))
 
     def events(self, *, run_id: str | None = None, model_name: str | None = None,
-               kind: str | None = None) -> list[LineageEvent]:
-        query = select(EventRow).order_by(EventRow.id)
+               kind: str | None = None, model_version: str | None = None,
+               before: datetime | None = None, newest_first: bool = False,
+               limit: int | None = None) -> list[LineageEvent]:
+        """Events, oldest first (or ``newest_first``), filtered in SQL on indexed columns."""
+        order = (EventRow.ts.desc(), EventRow.id.desc()) if newest_first else (EventRow.id,)
+        query = select(EventRow).order_by(*order)
         if run_id is not None:
             query = query.where(EventRow.run_id == run_id)
         if model_name is not None:
             query = query.where(EventRow.model_name == model_name)
         if kind is not None:
             query = query.where(EventRow.kind == kind)
+        if model_version is not None:
+            query = query.where(EventRow.model_version == str(model_version))
+        if before is not None:
+            query = query.where(EventRow.ts <= before)
+        if limit is not None:
+            query = query.limit(limit)
         with Session(self.engine) as s:
             return [
                 LineageEvent(r.id, r.ts, r.run_id, r.stage, r.kind, r.model_name,
@@ -270,6 +293,7 @@ class LineageStore:
                 select(EventRow).where(EventRow.kind == "model_registered",
                                        EventRow.model_name == model_name,
                                        EventRow.model_version == str(version))
-                .order_by(EventRow.id.desc())
+                # the order of ix_events_model_version_kind, so that index answers it
+                .order_by(EventRow.ts.desc(), EventRow.id.desc()).limit(1)
             ).first()
             return row.run_id if row is not None else None

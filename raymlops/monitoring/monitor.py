@@ -48,7 +48,7 @@ def read_capture(directory: Path, since: float | None = None) -> pd.DataFrame:
 
 def monitor(config: PipelineConfig, *, workspace: Workspace, run_dir: Path, endpoint: str,
             versions: list[str], reference_dir: Path, numeric: list[str],
-            categorical: list[str], flush: Callable[[], int],
+            categorical: list[str], flush: Callable[[], int], app: str | None = None,
             timeout_s: float = 60.0) -> MonitorResult:
     """``flush`` makes every serving replica write its buffered capture (and returns once
     all of them did)."""
@@ -66,7 +66,8 @@ def monitor(config: PipelineConfig, *, workspace: Workspace, run_dir: Path, endp
         log.info("replayed %d rows through %s: %d ok, %d errors, p50 %.1f ms, p99 %.1f ms",
                  result.requests, endpoint, result.ok, result.errors, result.p50_ms,
                  result.p99_ms)
-    capture_dirs = [capture_dir(workspace.capture_dir, config.deploy.name, v) for v in versions]
+    capture_dirs = [capture_dir(workspace.capture_dir, app or config.deploy.name, v)
+                    for v in versions]
     deadline = time.monotonic() + timeout_s
     current = pd.DataFrame()
     while True:

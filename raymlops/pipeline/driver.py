@@ -27,8 +27,9 @@ from pydantic import BaseModel
 
 from raymlops._internal.ray_runtime import init_ray, ray_running
 from raymlops.config import PipelineConfig, config_snapshot
-from raymlops.errors import GateRejectedError
+from raymlops.errors import AwaitingApprovalError, GateRejectedError
 from raymlops.lineage.store import Event, LineageStore
+from raymlops.pipeline.promotion import Services
 from raymlops.pipeline.stages import STAGES, Context, RecordedData, Stage
 from raymlops.workspace import Workspace, check_run_id, new_run_id
 
@@ -42,6 +43,8 @@ class RunSummary(BaseModel):
     message: str = ""
     model_name: str | None = None
     model_version: str | None = None
+    #: the version's MLflow registry aliases when the run ended
+    aliases: list[str] = []
     metrics: dict[str, float] = {}
     gate: dict[str, Any] = {}
     endpoint: str | None = None
@@ -76,7 +79,11 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig, *, workdir: str | Path | None = None,
                  run_id: str | None = None, address: str | None = None,
-                 shutdown_ray: bool = True, recorded: RecordedData | None = None) -> None:
+                 shutdown_ray: bool = True, recorded: RecordedData | None = None,
+                 actor: str | None = None) -> None:
+        from raymlops.lineage.audit import current_actor
+
+        self.actor = current_actor(actor)
         self.config = config
         self.recorded = recorded
         self.shutdown_ray = shutdown_ray
@@ -138,9 +145,11 @@ class Pipeline:
             log.error("stage %-10s failed after %.1fs: %s", stage.name, seconds, exc)
             raise
         seconds = time.perf_counter() - clock
+        events = stage.events(ctx, out)
         self.store.record_stage(self.run_id, stage.name, input_digest=digest,
                                 outputs=out.model_dump(mode="json"), started_at=started,
-                                duration_s=seconds, events=stage.events(ctx, out))
+                                duration_s=seconds, events=events)
+        self._audit(ctx, stage, events)
         self.stage_log[stage.name] = {"status": "ran", "seconds": round(seconds, 2)}
         log.info("stage %-10s finished in %.1fs", stage.name, seconds)
         return out
@@ -159,6 +168,22 @@ class Pipeline:
             self.store.add_event(self.run_id, stage.name, event.kind, event.payload,
                                  model_name=event.model_name, model_version=event.model_version,
                                  dataset_digest=event.dataset_digest, input_digest=digest)
+        self._audit(ctx, stage, events)
+
+    def _audit(self, ctx: Context, stage: Stage, events: list[Event]) -> None:
+        """Every automatic decision (a stage's events) in the audit trail, with its reason."""
+        if ctx.services is None:
+            return
+        for event in events:
+            obj = (f"model:{event.model_name}/{event.model_version}" if event.model_name
+                   else f"run:{self.run_id}")
+            reason = str(event.payload.get("reason") or "; ".join(
+                event.payload.get("reasons", [])) or event.payload.get("error")
+                or f"stage {stage.name} of run {self.run_id}")
+            ctx.services.record(actor=ctx.automatic, action=event.kind, obj=obj,
+                                reason=reason[:2000],
+                                payload={"run_id": self.run_id, "stage": stage.name,
+                                         "dataset_digest": event.dataset_digest})
 
     # -- the run ------------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -182,7 +207,8 @@ class Pipeline:
             key, key_ref = load_pii_key(self.workspace.root, cfg.data.pii_key_env)
             ctx = Context(config=cfg, workspace=self.workspace, run_id=self.run_id,
                           run_dir=self.run_dir, source=source, recorded=self.recorded,
-                          pii_key=key, key_ref=key_ref)
+                          pii_key=key, key_ref=key_ref, actor=self.actor,
+                          services=Services.open(cfg, self.workspace))
             started_ray = init_ray(self.address)
             try:
                 for stage in STAGES:
@@ -191,6 +217,7 @@ class Pipeline:
                 if started_ray and self.shutdown_ray:
                     from raymlops._internal.ray_runtime import shutdown_ray
 
+                    self._record_stopped(ctx)
                     shutdown_ray()
             if cfg.data.incremental:
                 files = [(str(p), int(s), float(m)) for p, s, m in ctx["ingest"].fingerprint]
@@ -199,11 +226,24 @@ class Pipeline:
             self._write_summary(summary)
         except GateRejectedError as exc:
             self.store.finish_run(self.run_id, "rejected", f"{type(exc).__name__}: {exc}")
+            ev, reg = ctx["evaluate"], ctx["register"]
             self._write_summary(RunSummary(
                 run_id=self.run_id, status="rejected", message=str(exc),
-                gate={"passed": False, "reasons": ctx["evaluate"].gate_reasons},
-                metrics=ctx["evaluate"].metrics))
+                model_name=reg.model_name, model_version=reg.version,
+                gate={"passed": False, "reasons": ev.gate_reasons, "rules": ev.rules},
+                metrics=ev.metrics, reports={"model_card": ev.card or "",
+                                             "evaluation": ev.report}))
             raise
+        except AwaitingApprovalError as exc:
+            self.store.finish_run(self.run_id, "awaiting_approval", str(exc))
+            ev, reg = ctx["evaluate"], ctx["register"]
+            summary = RunSummary(
+                run_id=self.run_id, status="awaiting_approval", message=str(exc),
+                model_name=reg.model_name, model_version=reg.version, metrics=ev.metrics,
+                gate={"passed": True, "reasons": ev.gate_reasons, "rules": ev.rules},
+                reports={"model_card": ev.card or "", "evaluation": ev.report})
+            self._write_summary(summary)
+            return summary
         except BaseException as exc:  # interrupted (KeyboardInterrupt, SIGTERM) or failed
             status = "failed" if isinstance(exc, Exception) else "interrupted"
             self.store.finish_run(self.run_id, status, f"{type(exc).__name__}: {exc}"[:2000])
@@ -263,19 +303,34 @@ class Pipeline:
         if not attaching:
             check_port(self.config.deploy)
 
+    def _record_stopped(self, ctx: Context) -> None:
+        """This process started the local Ray, so what it deployed stops with it."""
+        from raymlops.pipeline.promotion import record_stopped
+
+        deployed = ctx.results.get("deploy")
+        if deployed is None or not getattr(deployed, "env", None):
+            return
+        record_stopped(ctx.services, ctx["register"].model_name, deployed.env,
+                       actor=ctx.automatic, run=self.run_id,
+                       reason="the driver exited, and the local Ray it started (with Serve) "
+                              "stopped; --keep-serving keeps it up")
+
     def _summary(self, ctx: Context) -> RunSummary:
+        from raymlops.registry import mlflow_registry
         from raymlops.training import tracking
 
         reg, ev, dep, mon = ctx["register"], ctx["evaluate"], ctx["deploy"], ctx["monitor"]
+        aliases = sorted(mlflow_registry.aliases_of(reg.model_name, reg.version))
         served = ", ".join(f"version {v} {w:g}%" for v, w in sorted(dep.weights.items()))
         return RunSummary(
             run_id=self.run_id, status="succeeded",
             message=f"{reg.model_name} serves {served} at {dep.endpoint}",
-            model_name=reg.model_name, model_version=reg.version, metrics=ev.metrics,
-            gate={"passed": ev.gate_passed, "reasons": ev.gate_reasons},
+            model_name=reg.model_name, model_version=reg.version, aliases=aliases,
+            metrics=ev.metrics, gate={"passed": ev.gate_passed, "reasons": ev.gate_reasons},
             endpoint=dep.endpoint,
             reports={"validation": str(self.run_dir / "data" / "validation.html"),
-                     "evaluation": ev.report, "drift": mon.drift_report or "",
+                     "evaluation": ev.report, "model_card": ev.card or "",
+                     "drift": mon.drift_report or "",
                      "drift_html": mon.drift_html or ""},
             mlflow_ui=tracking.mlflow_ui_command(self.config, self.workspace),
             drift={"verdict": mon.drift_verdict, "drifted_columns": mon.drifted_columns},

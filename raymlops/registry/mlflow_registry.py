@@ -21,8 +21,9 @@ from raymlops.names import INPUT_DIGEST_TAG, RUN_TAG
 
 log = logging.getLogger(__name__)
 
-CANDIDATE = "candidate"
+CHALLENGER = "challenger"
 CHAMPION = "champion"
+PREVIOUS = "previous"
 _SPEC = re.compile(
     r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))?$"
 )
@@ -93,6 +94,45 @@ def _wait_ready(name: str, version: str, timeout_s: float = 60.0) -> None:
         if status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
             raise RegistryConflictError(f"model {name} version {version} is {status}")
         time.sleep(0.2)
+
+
+def alias_version(name: str, alias: str) -> str | None:
+    """The version an alias points at, or None (no such alias, or no such model)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client().get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise RetryableError(f"cannot read {name}@{alias} from the MLflow registry: "
+                             f"{str(exc).splitlines()[0]}") from exc
+
+
+def record_verdict(name: str, version: str, *, passed: bool, reasons: list[str],
+                   threshold: dict[str, object]) -> None:
+    """The gate verdict, its reasons and the decision threshold, as tags of the version."""
+    from raymlops.names import GATE_REASONS_TAG, GATE_TAG, THRESHOLD_TAG
+
+    client = _client()
+    client.set_model_version_tag(name, version, GATE_TAG, "passed" if passed else "rejected")
+    client.set_model_version_tag(name, version, GATE_REASONS_TAG, "; ".join(reasons)[:5000])
+    if threshold.get("value") is not None:
+        client.set_model_version_tag(name, version, THRESHOLD_TAG, str(threshold["value"]))
+
+
+def version_tags(name: str, version: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(_client().get_model_version(name, str(version)).tags or {})
+    except MlflowException as exc:
+        raise NotFoundError(f"{name}/{version}: not in the registry "
+                            f"({str(exc).splitlines()[0]})") from None
+
+
+def set_tag(name: str, version: str, key: str, value: str) -> None:
+    _client().set_model_version_tag(name, str(version), key, value)
 
 
 def set_alias(name: str, alias: str, version: str) -> None:

@@ -36,6 +36,9 @@ class DeployResult(BaseModel):
     deploy_version: str = ""
     previous_weights: dict[str, float] = {}
     reason: str = ""
+    #: the environment it serves and the change record that put it there (the driver's)
+    env: str = ""
+    change: str = ""
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -26,12 +26,20 @@ from starlette.responses import JSONResponse
 
 from raymlops.names import CAPTURED_AT, PREDICTION, REQUEST_ID
 from raymlops.serving.capture import CaptureBuffer, Follower
-from raymlops.serving.protocol import BadRequest, parse_body, raise_problems, require_columns
+from raymlops.serving.protocol import (
+    BadRequest,
+    parse_body,
+    parse_output,
+    raise_problems,
+    require_columns,
+)
 from raymlops.serving.routing import TrafficPolicy
 
 log = logging.getLogger("ray.serve")
 
 VERSION_HEADER = "X-Model-Version"
+#: the answering version's decision threshold (chosen on its validation split)
+THRESHOLD_HEADER = "X-Decision-Threshold"
 REQUEST_ID_HEADER = "X-Request-Id"
 ROUTING_KEY_HEADER = "x-routing-key"
 
@@ -82,8 +90,12 @@ class ModelVersion:
         """Process id and start time: a redeploy that kept this replica keeps them."""
         return {"pid": self.started[0], "started": self.started[1], "replica": self.replica}
 
-    def predict(self, frame: pd.DataFrame, request_id: str = "") -> dict[str, Any]:
+    def predict(self, frame: pd.DataFrame, request_id: str = "",
+                output: str = "score") -> dict[str, Any]:
         try:
+            if output == "decision" and getattr(self.model, "threshold", None) is None:
+                raise BadRequest("params.output", "this model has no decision threshold "
+                                 "(a regression model): ask for scores")
             require_columns(frame, self.columns)
             normalized = self.features.normalize(frame, raw=True)
             raise_problems(normalized, frame)
@@ -95,7 +107,10 @@ class ModelVersion:
         captured[CAPTURED_AT] = time.time()
         captured[REQUEST_ID] = request_id
         self.capture.add(captured)
-        return {"predictions": np.asarray(predictions).tolist(), "version": self.version}
+        threshold = getattr(self.model, "threshold", None)
+        answer = self.model.decide(predictions) if output == "decision" else predictions
+        return {"predictions": np.asarray(answer).tolist(), "version": self.version,
+                "threshold": threshold}
 
     def features_of(self, frame: pd.DataFrame) -> list[list[float]]:
         """The feature vectors this replica feeds its model (for train/serve skew checks)."""
@@ -164,11 +179,14 @@ class Router:
                              status=404)
         if request.method != "POST":
             raise BadRequest("method", "use POST", status=405)
-        frame = parse_body(await request.body(), request.headers.get("content-type"),
-                           self.columns)
+        body, content_type = await request.body(), request.headers.get("content-type")
+        frame = parse_body(body, content_type, self.columns)
+        output = parse_output(body, content_type)
         version = self.policy.choose(request.headers.get(ROUTING_KEY_HEADER))
-        result = await self.variants[version].predict.remote(frame, request_id)
+        result = await self.variants[version].predict.remote(frame, request_id, output)
         headers = {VERSION_HEADER: result["version"], "X-Model-Name": self.model_name}
+        if result.get("threshold") is not None:  # the version's own decision threshold
+            headers[THRESHOLD_HEADER] = f"{result['threshold']:.6g}"
         if "error" in result:
             return _json(result["error"], result["status"], request_id, headers)
         return _json({"predictions": result["predictions"]}, 200, request_id, headers)

@@ -64,6 +64,28 @@ def _hint(name: str, names: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+#: what ``params.output`` may ask for, as the model's pyfunc takes it
+OUTPUTS = ("score", "decision")
+
+
+def parse_output(body: bytes, content_type: str | None) -> str:
+    """``params.output`` of a JSON request (MLflow's scoring protocol carries pyfunc
+    params there): ``score`` (default) or ``decision``, the 0/1 decision at the
+    threshold the model chose on its validation split."""
+    kind = (content_type or "application/json").split(";")[0].strip().lower()
+    if kind == "text/csv" or b'"params"' not in body:
+        return "score"
+    params = json.loads(body).get("params") or {}
+    unknown = sorted(set(params) - {"output"})
+    if unknown:
+        raise BadRequest(f"params.{unknown[0]}", "unknown parameter; the model takes 'output'")
+    output = params.get("output", "score")
+    if output not in OUTPUTS:
+        raise BadRequest("params.output", f"expected one of {', '.join(OUTPUTS)}, got "
+                         f"{output!r}")
+    return str(output)
+
+
 def parse_body(body: bytes, content_type: str | None, columns: list[str]) -> pd.DataFrame:
     """Parse a scoring request. ``columns`` is the model's input order: positional rows
     follow it, and every record must have each of them."""

@@ -86,5 +86,20 @@ class RaymlopsModel(PythonModel):
         kwargs = {"iteration_range": self.iteration_range} if self.iteration_range else {}
         return np.asarray(self.booster.inplace_predict(matrix, **kwargs), dtype=np.float64)
 
+    @property
+    def threshold(self) -> float | None:
+        """The decision threshold chosen on the validation split (classification)."""
+        chosen = self.meta.get("threshold") or {}
+        return None if chosen.get("value") is None else float(chosen["value"])
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        return (np.asarray(scores) >= (self.threshold if self.threshold is not None
+                                       else 0.5)).astype(int)
+
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
-        return self.predict_frame(pd.DataFrame(model_input), raw=True)
+        """Scores, or with ``params={"output": "decision"}`` the 0/1 decisions at the
+        model's threshold."""
+        scores = self.predict_frame(pd.DataFrame(model_input), raw=True)
+        if (params or {}).get("output") == "decision":
+            return self.decide(scores)
+        return scores

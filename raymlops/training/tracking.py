@@ -200,7 +200,7 @@ def log_model(mlflow_run_id: str, *, features_path: Path, model_dir: Path,
     """
     import mlflow
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
     from raymlops.training.pyfunc import RaymlopsModel
 
@@ -214,8 +214,10 @@ def log_model(mlflow_run_id: str, *, features_path: Path, model_dir: Path,
         # A hashed PII column's raw value cannot be shown: the example leaves it missing.
         example = example.assign(**dict.fromkeys(local.features.spec.hashed, None))
         inputs = Schema([ColSpec(AnyType(), name=c) for c in local.input_columns])
+        params = ParamSchema([ParamSpec("output", "string", "score")])
         signature = ModelSignature(inputs=inputs,
-                                   outputs=infer_signature(example, predictions).outputs)
+                                   outputs=infer_signature(example, predictions).outputs,
+                                   params=params)
         versions = package_versions()
         framework = "torch" if meta.get("framework") == "torch" else "xgboost"
         requirements = [f"{p}=={versions[p]}" for p in (framework, "pandas", "numpy", "pyarrow",
@@ -253,3 +255,13 @@ def mlflow_ui_command(config: PipelineConfig, workspace: Workspace) -> str:
         return config.tracking.uri
     return (f"mlflow ui --backend-store-uri {workspace.mlflow_uri} "
             f"--default-artifact-root {workspace.artifacts_dir.as_uri()} --port 5000")
+
+
+def log_reports(mlflow_run_id: str, paths: list[Path], folder: str) -> None:
+    """Attach report files (the model card, the evaluation report) to a training run."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for path in paths:
+        if path.exists():
+            client.log_artifact(mlflow_run_id, str(path), folder)

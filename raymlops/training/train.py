@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
@@ -142,6 +143,14 @@ def train(config: PipelineConfig, *, run_id: str, attempt_key: str, run_dir: Pat
             "run_id": run_id}
         if best_iteration is not None:
             meta["best_iteration"] = best_iteration  # RaymlopsModel.iteration_range
+        if dataset.get("positive_label") is not None:
+            meta["positive_label"] = dataset["positive_label"]
+            meta["positive_reason"] = dataset.get("positive_reason", "")
+        if config.data.task == "classification":
+            meta["threshold"] = validation_threshold(config, features_path, model_dir, meta,
+                                                     valid_dir)
+            log.info("decision threshold %.4f: %s", meta["threshold"]["value"],
+                     meta["threshold"]["reason"])
         model_uri = tracking.log_model(mlflow_run_id, features_path=features_path,
                                        model_dir=model_dir, meta=meta, example=example)
     except Exception:
@@ -157,6 +166,39 @@ def train(config: PipelineConfig, *, run_id: str, attempt_key: str, run_dir: Pat
     return TrainResult(mlflow_run_id=mlflow_run_id, model_uri=model_uri, model_dir=str(model_dir),
                        params=logged, final_metrics=final, tuning=tuning,
                        best_iteration=best_iteration, ray_run_name=ray_name)
+
+
+#: Validation rows the threshold is chosen on, at most (a sample of a bigger split).
+THRESHOLD_ROWS = 500_000
+
+
+def validation_threshold(config: PipelineConfig, features_path: Path, model_dir: Path,
+                         meta: dict[str, Any], valid_dir: Path) -> dict[str, Any]:
+    """The decision threshold ``evaluation.threshold`` asks for, chosen on the validation
+    split (never the holdout the gates judge), with the model as it will serve."""
+    import tempfile
+
+    from raymlops._internal.threshold import choose_threshold
+    from raymlops.names import LABEL
+    from raymlops.training.pyfunc import RaymlopsModel
+
+    settings = config.evaluation.threshold
+    files = sorted(valid_dir.glob("*.parquet"))
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else \
+        pd.DataFrame()
+    if settings.objective == "fixed" or frame.empty:
+        return choose_threshold(np.zeros(0), np.zeros(0), objective="fixed",
+                                value=settings.value if settings.value is not None else 0.5)
+    if len(frame) > THRESHOLD_ROWS:
+        frame = frame.sample(THRESHOLD_ROWS, random_state=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        meta_path = Path(tmp) / "meta.json"
+        meta_path.write_text(json.dumps(meta))
+        model = RaymlopsModel().load_from(features_path, model_dir, meta_path)
+        score = model.predict_frame(frame, raw=False)
+    return choose_threshold(frame[LABEL].to_numpy(dtype=int), score,
+                            objective=settings.objective, cost_fp=settings.cost_fp,
+                            cost_fn=settings.cost_fn)
 
 
 def _best_iteration(config: PipelineConfig, loop: dict[str, Any],

@@ -48,7 +48,7 @@ def test_summary_reports_a_served_registered_model(demo_run):
 def test_model_is_in_the_registry_with_aliases(ws):
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias("demo-lending", "champion").version) == "1"
-    assert str(client.get_model_version_by_alias("demo-lending", "candidate").version) == "1"
+    assert str(client.get_model_version_by_alias("demo-lending", "challenger").version) == "1"
     run = client.get_run(client.get_model_version("demo-lending", "1").run_id)
     assert float(run.data.metrics["test_roc_auc"]) > 0.65
     assert run.data.tags["raymlops.dataset_digest"].startswith("sha256:")
@@ -69,6 +69,28 @@ def test_endpoint_answers_real_http_with_the_version_header(demo_run, production
     csv = requests.post(url, data=rows.to_csv(index=False), timeout=30,
                         headers={"Content-Type": "text/csv"})
     assert csv.status_code == 200 and csv.json()["predictions"] == pytest.approx(predictions)
+
+
+def test_serving_uses_the_versions_decision_threshold(demo_run, production_rows):
+    """The threshold chosen on the validation split travels with the version: the answer
+    names it, and `params.output=decision` gives the pyfunc's own 0/1 decisions."""
+    rows = production_rows.head(40)
+    records = json.loads(rows.to_json(orient="records"))
+    url = demo_run["summary"]["endpoint"]
+    scores = requests.post(url, json={"dataframe_records": records}, timeout=30)
+    decided = requests.post(url, json={"dataframe_records": records,
+                                       "params": {"output": "decision"}}, timeout=30)
+    assert scores.status_code == decided.status_code == 200, decided.text
+    threshold = float(decided.headers["X-Decision-Threshold"])
+    assert threshold == pytest.approx(demo_run["summary"]["metrics"]["threshold"], abs=1e-5)
+    local = mlflow.pyfunc.load_model("models:/demo-lending/1").predict(
+        rows, params={"output": "decision"})
+    assert decided.json()["predictions"] == [int(v) for v in local]
+    assert decided.json()["predictions"] == [int(p >= threshold)
+                                             for p in scores.json()["predictions"]]
+    bad = requests.post(url, json={"dataframe_records": records, "params": {"output": "x"}},
+                        timeout=30)
+    assert bad.status_code == 400 and bad.json()["field"] == "params.output"
 
 
 def test_served_predictions_equal_the_registered_pyfunc(demo_run, production_rows):
@@ -280,6 +302,61 @@ def test_malformed_requests_never_get_a_5xx_and_the_server_still_answers(demo_ru
     assert client_errors == len(bodies)
     after = session.post(url, json={"dataframe_records": [good]}, timeout=30)
     assert after.status_code == 200 and len(after.json()["predictions"]) == 1
+
+
+def test_demo_shows_its_model_card_audit_trail_changes_and_serving_at(ws, demo_run):
+    """The parts issue 9 adds, on the demo's own work directory: the summary links a
+    self-contained model card, the audit chain verifies, the deployment went through a
+    change record, and serving-at answers for now with the version's provenance."""
+    import datetime as dt
+
+    s = demo_run["summary"]
+    assert {"challenger", "champion", "production"} <= set(s["aliases"])
+    card = Path(s["reports"]["model_card"]).read_text()
+    for part in ("ROC curve", "precision-recall", "calibration", "Confusion matrix",
+                 "Fairness per group", "Feature importance", "Gate verdict",
+                 str(s["gate"]["reasons"][0])[:20]):
+        assert part in card, part
+    assert "<script src" not in card and "src='http" not in card and 'src="http' not in card
+    run_id = mlflow.MlflowClient().get_model_version("demo-lending", "1").run_id
+    assert "reports/model_card.html" in {
+        a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "reports")}
+
+    workdir = ["--workdir", str(ws.root)]
+    verified = _cli_json("audit", "verify", *workdir)
+    assert verified["ok"] is True and verified["entries"] >= 10, verified
+    changes = _cli_json("changes", "demo-lending", *workdir)
+    assert [(c["id"], c["to_version"], c["env"], c["state"]) for c in changes] == [
+        ("CHG-000001", "1", "production", "implemented")]
+    tags = mlflow.MlflowClient().get_model_version("demo-lending", "1").tags
+    assert tags["raymlops.change"] == "CHG-000001" and tags["raymlops.gate"] == "passed"
+    assert tags["raymlops.config_hash"].startswith("sha256:")
+
+    now = dt.datetime.now(dt.UTC).isoformat()
+    [serving] = _cli_json("serving-at", "demo-lending", now, *workdir)["environments"]
+    chain = chain_for(LineageStore(ws.lineage_url), "demo-lending", "1")
+    assert serving["env"] == "production" and serving["change"] == "CHG-000001"
+    [version] = serving["versions"]
+    assert (version["version"], version["share"]) == ("1", 100.0)
+    assert version["dataset_digest"] == chain["dataset_digest"]
+    assert version["gate"]["passed"] is True and version["approvers"] == []
+
+
+def test_evaluate_command_scores_a_fresh_labelled_table_against_a_version(ws, demo_run):
+    """`raymlops evaluate` on the raw production CSV (label included): the version's own
+    normalization, PII handling, positive class and threshold apply."""
+    table = pd.read_csv(ws.demo_data_dir / "production.csv")
+    out = _cli_json("evaluate", "demo-lending/1", "--data",
+                    str(ws.demo_data_dir / "production.csv"), "--workdir", str(ws.root))
+    assert out["rows"] + out["rows_without_label"] == len(table)
+    assert out["rows"] > 0.9 * len(table)
+    tags = mlflow.MlflowClient().get_model_version("demo-lending", "1").tags
+    assert out["threshold"] == pytest.approx(float(tags["raymlops.threshold"]))
+    assert 0.5 < out["metrics"]["roc_auc"] < 1.0
+    assert {"F", "M"} <= set(out["slices"]["gender"])
+    assert "income < 30000" in out["slices"]["expressions"]
+    assert out["fairness"]["gender"]["demographic_parity_difference"] >= 0.0
+    assert out["rows_per_s"] > 0
 
 
 def test_rerun_with_the_same_run_id_reuses_stages_and_what_serves(ws, demo_run, serve_port):

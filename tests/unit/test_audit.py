@@ -126,3 +126,24 @@ def test_concurrent_appenders_make_one_contiguous_chain(url, tmp_path):
     result = AuditTrail(url).verify()
     assert result.ok, result.problem
     assert result.entries == 100 and result.head[0] == 100
+
+
+def test_an_entry_in_a_callers_transaction_moves_the_witness_only_when_it_commits(url,
+                                                                                  tmp_path):
+    """A rolled-back transaction leaves no entry, so the witness must not name it (a
+    verify would then report a cut tail that never existed)."""
+    from raymlops.lineage.audit import read_witness
+
+    trail = _filled(url, tmp_path, n=2)
+    with pytest.raises(RuntimeError), trail.engine.begin() as conn:
+        trail.append(actor="a", action="x", obj="o", reason="r", conn=conn)
+        assert read_witness(trail.witness)[0] == 2  # not yet
+        raise RuntimeError("the caller fails after appending")
+    assert read_witness(trail.witness)[0] == 2
+    assert trail.verify().ok
+    with trail.engine.begin() as conn:
+        trail.append(actor="a", action="x", obj="o", reason="r", conn=conn)
+        trail.append(actor="a", action="y", obj="o", reason="r", conn=conn)
+        assert read_witness(trail.witness)[0] == 2
+    assert read_witness(trail.witness)[0] == 4
+    assert trail.verify().ok

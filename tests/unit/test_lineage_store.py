@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from raymlops.errors import RetryableError
+from raymlops.lineage.migrations import LATEST
 from raymlops.lineage.query import chain_for, deployments
 from raymlops.lineage.store import LineageStore
 
@@ -159,7 +160,7 @@ def test_an_old_postgres_store_is_migrated_to_64_bit_sizes():
     try:
         _legacy_tables(url)
         store = LineageStore(url)
-        assert store.schema_version == 2
+        assert store.schema_version == LATEST
         types = {c["name"]: str(c["type"]) for c in
                  inspect(store.engine).get_columns("raymlops_watermarks")}
         assert types["size"] == "BIGINT"
@@ -168,7 +169,7 @@ def test_an_old_postgres_store_is_migrated_to_64_bit_sizes():
         [old] = store.events(run_id="old")  # kept through the migration
         assert old.input_digest is None
         store.close()
-        assert LineageStore(url).schema_version == 2  # opening again migrates nothing
+        assert LineageStore(url).schema_version == LATEST  # opening again migrates nothing
     finally:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
@@ -179,7 +180,7 @@ def test_a_fresh_store_starts_at_the_latest_schema(tmp_path):
     from sqlalchemy import inspect
 
     store = LineageStore(f"sqlite:///{tmp_path / 'fresh.db'}")
-    assert store.schema_version == 2
+    assert store.schema_version == LATEST
     store.advance_watermark("k", [("/x", 5 * 2**31, 1.0)], "r")
     assert store.ingested_files("k") == {("/x", 5 * 2**31, 1.0)}
     assert "input_digest" in {c["name"] for c in inspect(store.engine).get_columns(

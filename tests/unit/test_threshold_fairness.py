@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
+from raymlops._internal.threshold import choose_threshold
 from raymlops.evaluation.fairness import fairness_of
-from raymlops.evaluation.threshold import choose_threshold
 
 
 def _data(n: int = 3000, seed: int = 0):

@@ -1,0 +1,394 @@
+"""Environments, approvals and promotions: the service beside the driver.
+
+The config names environments in order (``staging``, then ``production``); without any,
+there is one, ``production``. Each has its own gates, approval policy, registry alias
+(its name) and Serve application (``deploy.name`` for the last one, ``<name>-<env>``
+before it), so staging and production serve side by side. The last environment's
+version is also the ``champion`` (and the one it replaced, ``previous``).
+
+``approve`` records who approved which version for which environment, refusing (and
+auditing the refusal) when the approver lacks the policy's role, or is the model's
+author where the policy separates duties. ``promote`` moves a version one environment
+up: it refuses, naming what is missing, when the previous environment was skipped, a
+gate of the target environment fails (re-evaluated on the version's own holdout rows,
+against the target's current version), or approvals are missing. Every promotion,
+deployment and rollback opens a change record, and every step, alias change and refusal
+is written to the audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raymlops.config import EnvironmentConfig, GatesConfig, PipelineConfig
+from raymlops.errors import GateRejectedError, NotFoundError, PermissionDeniedError
+from raymlops.lineage.audit import AuditTrail
+from raymlops.lineage.governance import Change, GovernanceStore
+from raymlops.lineage.store import LineageStore
+from raymlops.names import DATASET_DIGEST_TAG
+from raymlops.workspace import Workspace
+
+log = logging.getLogger("raymlops.promotion")
+
+AUTHOR_TAG = "raymlops.author"
+AUDIT_HEAD_TAG = "raymlops.audit_head"
+CHANGE_TAG = "raymlops.change"
+
+
+def environments(config: PipelineConfig) -> list[EnvironmentConfig]:
+    return list(config.environments) or [EnvironmentConfig(name="production")]
+
+
+def environment(config: PipelineConfig, name: str) -> tuple[int, EnvironmentConfig]:
+    envs = environments(config)
+    for i, env in enumerate(envs):
+        if env.name == name:
+            return i, env
+    raise NotFoundError(f"--env {name!r}: no such environment; the config has "
+                        f"{[e.name for e in envs]}")
+
+
+def gates_of(config: PipelineConfig, env: EnvironmentConfig) -> GatesConfig:
+    """The gates a version must pass to enter ``env``: the config's ``gates`` plus the
+    environment's own."""
+    return config.gates.merged(env.gates)
+
+
+def app_name(config: PipelineConfig, env: str) -> str:
+    """The Serve application (and route prefix) of an environment."""
+    last = environments(config)[-1].name
+    return config.deploy.name if env == last else f"{config.deploy.name}-{env}"
+
+
+@dataclass
+class Services:
+    """The stores a governed action writes: lineage, approvals and changes, audit."""
+
+    config: PipelineConfig
+    workspace: Workspace
+    store: LineageStore
+    gov: GovernanceStore
+    audit: AuditTrail
+
+    @classmethod
+    def open(cls, config: PipelineConfig, workspace: Workspace) -> Services:
+        url = config.lineage.url or workspace.lineage_url
+        workspace.ensure()
+        return cls(config, workspace, LineageStore(url), GovernanceStore(url),
+                   AuditTrail(url, witness=workspace.root / "audit-head.json"))
+
+    def record(self, *, actor: str, action: str, obj: str, reason: str,
+               payload: dict[str, Any] | None = None, conn: Any = None) -> None:
+        entry = self.audit.append(actor=actor, action=action, obj=obj, reason=reason,
+                                  payload=payload, conn=conn)
+        log.info("audit %d: %s %s %s: %s", entry.seq, actor, action, obj, reason)
+
+
+def set_alias(services: Services, name: str, alias: str, version: str, *, actor: str,
+              reason: str) -> str | None:
+    """Move an alias under the registry lock, and audit it (MLflow keeps no history of
+    alias changes, mlflow#2169); returns the version it pointed at before."""
+    from raymlops.registry import mlflow_registry as registry
+
+    with services.gov.lock(f"alias:{name}@{alias}") as conn:
+        before = registry.alias_version(name, alias)
+        if before != str(version):
+            registry.set_alias(name, alias, str(version))
+            services.record(actor=actor, action="alias_set", obj=f"alias:{name}@{alias}",
+                            reason=reason, payload={"version": str(version),
+                                                    "previous": before}, conn=conn)
+    return before
+
+
+def move_aliases(services: Services, name: str, version: str, env: str, *, actor: str,
+                 reason: str) -> str | None:
+    """The environment's alias, and for the last environment ``champion`` and
+    ``previous``, moved as one step under the model's lock: two promotions at once
+    leave exactly one champion, the environment's alias on it, and ``previous`` on the
+    version it replaced. Returns the version the environment's alias left."""
+    from raymlops.registry import mlflow_registry as registry
+
+    with services.gov.lock(f"aliases:{name}"):
+        before = set_alias(services, name, env, version, actor=actor, reason=reason)
+        if env == environments(services.config)[-1].name:
+            replaced = set_alias(services, name, registry.CHAMPION, version, actor=actor,
+                                 reason=f"{reason}: {env} is the last environment")
+            if replaced is not None and replaced != str(version):
+                set_alias(services, name, registry.PREVIOUS, replaced, actor=actor,
+                          reason=f"{reason}: the champion it replaced")
+    return before
+
+
+def record_stopped(services: Services, name: str, env: str, *, actor: str, reason: str,
+                   run: str) -> None:
+    """Serving of ``name`` in ``env`` ended (the local Ray that held it stopped), so that
+    ``serving-at`` does not report a version serving after its endpoint is gone."""
+    app = app_name(services.config, env)
+    services.store.add_event(run, "serve", "serving_stopped",
+                             {"env": env, "app": app, "reason": reason}, model_name=name)
+    services.record(actor=actor, action="serving_stopped", obj=f"app:{app}", reason=reason,
+                    payload={"model": name, "env": env})
+
+
+def witness_in_registry(services: Services, name: str, version: str) -> None:
+    """The audit chain's head as a tag of the version: a second witness, outside the table."""
+    from raymlops.registry import mlflow_registry as registry
+
+    head = services.audit.head()
+    if head is not None:
+        registry.set_tag(name, version, AUDIT_HEAD_TAG, f"{head[0]}:{head[1]}")
+
+
+def _current(services: Services, name: str, env: str) -> str | None:
+    from raymlops.registry import mlflow_registry as registry
+
+    return registry.alias_version(name, env)
+
+
+def _refuse(services: Services, change: Change | None, *, actor: str, action: str, obj: str,
+            reason: str, error: type[Exception] = PermissionDeniedError) -> None:
+    if change is not None:
+        services.gov.advance(change.id, "rejected", actor=actor, reason=reason)
+    services.record(actor=actor, action=action, obj=obj, reason=reason,
+                    payload={"change": change.id if change else None})
+    raise error(reason)
+
+
+# -- approvals -------------------------------------------------------------------------
+
+
+def approve(services: Services, name: str, version: str, env: str, *, actor: str,
+            comment: str = "") -> dict[str, Any]:
+    from raymlops.names import GATE_TAG
+    from raymlops.registry import mlflow_registry as registry
+
+    _, environment_ = environment(services.config, env)
+    obj = f"model:{name}/{version}@{env}"
+    tags = registry.version_tags(name, version)
+    policy = environment_.approvals
+    if tags.get(GATE_TAG) == "rejected":
+        _refuse(services, None, actor=actor, action="approval_refused", obj=obj,
+                reason=f"{name} version {version} was rejected by its gates; a rejected "
+                       "candidate is never approved")
+    if policy.role is not None and actor not in services.config.governance.roles.get(
+            policy.role, []):
+        _refuse(services, None, actor=actor, action="approval_refused", obj=obj,
+                reason=f"{actor} does not hold the role {policy.role!r} that approvals for "
+                       f"{env} need (governance.roles.{policy.role})")
+    author = tags.get(AUTHOR_TAG)
+    if not policy.author_may_approve and author == actor:
+        _refuse(services, None, actor=actor, action="approval_refused", obj=obj,
+                reason=f"{actor} trained {name} version {version} and may not approve it "
+                       f"for {env} (separation of duties: "
+                       f"environments.{env}.approvals.author_may_approve is false)")
+    already = [a for a in services.gov.approvals(name, version, env) if a["approver"] == actor]
+    if not already:
+        services.gov.approve(name, version, env, actor, comment)
+        services.record(actor=actor, action="approved", obj=obj,
+                        reason=comment or f"approved for {env}", payload={"author": author})
+    approvals = services.gov.approvals(name, version, env)
+    return {"model": name, "version": str(version), "env": env, "approver": actor,
+            "new": not already, "approvals": approvals, "required": policy.required}
+
+
+def valid_approvers(services: Services, name: str, version: str,
+                    env: EnvironmentConfig, author: str | None) -> list[str]:
+    policy = env.approvals
+    # an approval counts only if the hash-chained audit trail holds it too: a row slipped
+    # into the approvals table does not authorize anything
+    audited = {e.actor for e in services.audit.entries(obj_prefix=f"model:{name}/{version}@"
+                                                                  f"{env.name}")
+               if e.action == "approved" and e.object == f"model:{name}/{version}@{env.name}"}
+    recorded = {a["approver"] for a in services.gov.approvals(name, version, env.name)}
+    for stray in sorted(recorded - audited):
+        log.warning("approval of %s version %s for %s by %s is not in the audit trail; "
+                    "ignored", name, version, env.name, stray)
+    people = sorted(recorded & audited)
+    if policy.role is not None:
+        people = [p for p in people if p in services.config.governance.roles.get(policy.role, [])]
+    if not policy.author_may_approve:
+        people = [p for p in people if p != author]
+    return people
+
+
+# -- promotion -------------------------------------------------------------------------
+
+
+def _was_in(services: Services, name: str, version: str, env: str) -> bool:
+    return any(c.state in ("implemented", "rolled_back") and c.to_version == str(version)
+               and c.env == env for c in services.gov.changes(name))
+
+
+def _holdout(services: Services, name: str, version: str) -> Path:
+    run_id = services.store.run_for_model_version(name, version)
+    record = services.store.get_stage(run_id, "preprocess") if run_id else None
+    if record is None or not Path(record.outputs["test"]).is_dir():
+        raise NotFoundError(f"{name} version {version}: its holdout split is not in "
+                            f"{services.store.url}; the target's gates cannot be judged")
+    return Path(record.outputs["test"])
+
+
+def judge(services: Services, name: str, version: str, env: EnvironmentConfig,
+          tracking_uri: str) -> Any:
+    """The target environment's gates on the version's holdout rows, against the version
+    the environment serves now."""
+    from raymlops.evaluation.evaluate import evaluate
+
+    current = _current(services, name, env.name)
+    config = services.config.model_copy(update={"gates": gates_of(services.config, env)})
+    run_dir = services.workspace.root / "promotions" / f"{name}-{version}-{env.name}"
+    champion = None if current in (None, str(version)) else {
+        "version": current, "model_uri": f"models:/{name}/{current}"}
+    return evaluate(config, test_dir=_holdout(services, name, version),
+                    model_uri=f"models:/{name}/{version}", tracking_uri=tracking_uri,
+                    run_dir=run_dir, champion=champion)
+
+
+def promote(services: Services, name: str, version: str, env: str, *, actor: str,
+            tracking_uri: str, deploy: bool = True) -> Change:
+    """Move ``version`` into ``env`` (one environment up), or refuse naming why."""
+    from raymlops.names import GATE_TAG
+    from raymlops.registry import mlflow_registry as registry
+
+    index, target = environment(services.config, env)
+    envs = environments(services.config)
+    obj = f"model:{name}/{version}@{env}"
+    tags = registry.version_tags(name, version)
+    current = _current(services, name, env)
+    change = services.gov.open_change(
+        model=name, version=version, env=env, kind="promotion", from_version=current,
+        requester=actor, approvers=[], verdict={}, rollback_to=current,
+        reason=f"promote {name} version {version} to {env}")
+    services.record(actor=actor, action="change_requested", obj=obj,
+                    reason=f"{change.id}: promote to {env}", payload=change.to_dict())
+    if tags.get(GATE_TAG) == "rejected":
+        _refuse(services, change, actor=actor, action="promotion_refused", obj=obj,
+                reason=f"{name} version {version} was rejected by its gates",
+                error=GateRejectedError)
+    if index > 0 and not _was_in(services, name, version, envs[index - 1].name):
+        _refuse(services, change, actor=actor, action="promotion_refused", obj=obj,
+                reason=f"{name} version {version} never ran in {envs[index - 1].name}, the "
+                       f"environment before {env}: promote it there first")
+    verdict = judge(services, name, version, target, tracking_uri)
+    services.store.add_event(change.id, "promote", "gate_verdict", {
+        "passed": verdict.gate_passed, "reasons": verdict.gate_reasons, "rules": verdict.rules,
+        "metrics": verdict.metrics, "champion": verdict.champion, "env": env,
+        "change": change.id}, model_name=name, model_version=str(version),
+        dataset_digest=tags.get(DATASET_DIGEST_TAG))
+    log.info("gate verdict for %s v%s in %s: %s, because %s", name, version, env,
+             "PASS" if verdict.gate_passed else "REJECT", "; ".join(verdict.gate_reasons))
+    if not verdict.gate_passed:
+        failed = [r["reason"] for r in verdict.rules if not r.get("passed")]
+        _refuse(services, change, actor=actor, action="promotion_refused", obj=obj,
+                reason=f"a gate of {env} fails: {'; '.join(failed)}", error=GateRejectedError)
+    approvers = valid_approvers(services, name, version, target, tags.get(AUTHOR_TAG))
+    if len(approvers) < target.approvals.required:
+        who = f" with the role {target.approvals.role!r}" if target.approvals.role else ""
+        _refuse(services, change, actor=actor, action="promotion_refused", obj=obj,
+                reason=f"{env} needs {target.approvals.required} approval(s){who}, not by the "
+                       f"author; {name} version {version} has {len(approvers)} "
+                       f"({', '.join(approvers) or 'none'}): raymlops approve {name} "
+                       f"{version} --env {env}")
+    services.gov.advance(change.id, "approved", actor=actor,
+                         reason=f"gates of {env} pass; approvals {approvers or 'not needed'}",
+                         approvers=approvers,
+                         verdict={"passed": True, "reasons": verdict.gate_reasons,
+                                  "rules": verdict.rules, "env": env})
+    services.record(actor=actor, action="change_approved", obj=obj,
+                    reason=f"{change.id}: gates pass ({'; '.join(verdict.gate_reasons)}); "
+                           f"approvers {approvers}", payload={"rules": verdict.rules})
+    return implement(services, change, name, version, target, actor=actor,
+                     tracking_uri=tracking_uri, deploy=deploy, approvers=approvers)
+
+
+def implement(services: Services, change: Change, name: str, version: str,
+              env: EnvironmentConfig, *, actor: str, tracking_uri: str, deploy: bool,
+              approvers: list[str]) -> Change:
+    """Serve ``version`` in ``env`` at 100%, move the aliases, close the change record."""
+    return implement_with(services, change, name, version, env, actor=actor,
+                          tracking_uri=tracking_uri, deploy=deploy, approvers=approvers,
+                          emit=True)[0]
+
+
+def implement_with(services: Services, change: Change, name: str, version: str,
+                   env: EnvironmentConfig, *, actor: str, tracking_uri: str, deploy: bool,
+                   approvers: list[str], emit: bool = False) -> tuple[Change, Any]:
+    """``implement``, returning the deployment result too (None when not deployed).
+
+    ``emit``: write the ``model_deployed`` lineage event here (a promotion); the driver's
+    deploy stage emits its own through the stage mechanism."""
+    from raymlops.registry import mlflow_registry as registry
+
+    result = None
+    if deploy:
+        from raymlops.features import FittedFeatures
+        from raymlops.serving.deploy import deploy as serve_deploy
+
+        model = _load(name, version, tracking_uri)
+        spec: FittedFeatures = model.features
+        settings = services.config.deploy.model_copy(
+            update={"name": app_name(services.config, env.name)})
+        result = serve_deploy(settings, versions={str(version): f"models:/{name}/{version}"},
+                              weights={str(version): 100.0}, input_columns=spec.input_columns,
+                              numeric=spec.numeric, tracking_uri=tracking_uri,
+                              capture_root=services.workspace.capture_dir)
+        services.record(actor=actor, action="deployed", obj=f"app:{result.app}",
+                        reason=result.reason, payload={"endpoint": result.endpoint,
+                                                       "weights": result.weights})
+        if emit:
+            services.store.add_event(change.id, "promote", "model_deployed", {
+                "endpoint": result.endpoint, "weights": result.weights,
+                "previous_weights": result.previous_weights, "reason": result.reason,
+                "since": result.since, "env": env.name, "app": result.app,
+                "change": change.id, "deploy_version": result.deploy_version},
+                model_name=name, model_version=str(version))
+    move_aliases(services, name, version, env.name, actor=actor, reason=change.id)
+    registry.set_tag(name, version, CHANGE_TAG, change.id)
+    done = services.gov.advance(change.id, "implemented", actor=actor,
+                                reason=f"{name} version {version} serves {env.name}; "
+                                       f"approvers {approvers or 'none needed'}")
+    services.record(actor=actor, action="change_implemented", obj=f"model:{name}/{version}"
+                    f"@{env.name}", reason=f"{change.id}", payload=done.to_dict())
+    witness_in_registry(services, name, version)
+    return done, result
+
+
+def _load(name: str, version: str, tracking_uri: str) -> Any:
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+
+
+def rollback(services: Services, name: str, env: str, *, actor: str, tracking_uri: str,
+             deploy: bool = True) -> Change:
+    """Back to the version the last implemented change into ``env`` replaced. Rollbacks
+    themselves are not undone by a rollback: a second one steps further back."""
+    _, target = environment(services.config, env)
+    done = [c for c in services.gov.changes(name) if c.env == env and c.state == "implemented"
+            and c.kind != "rollback"]
+    if not done or not done[-1].rollback_plan.get("rollback_to"):
+        raise NotFoundError(f"{name} has no implemented change in {env} with a version to "
+                            "return to")
+    last = done[-1]
+    back = str(last.rollback_plan["rollback_to"])
+    change = services.gov.open_change(
+        model=name, version=back, env=env, kind="rollback", from_version=last.to_version,
+        requester=actor, approvers=[], verdict={"rollback_of": last.id},
+        rollback_to=last.to_version, reason=f"roll back {last.id}")
+    services.gov.advance(change.id, "approved", actor=actor,
+                         reason=f"a rollback to the version {last.id} replaced")
+    services.record(actor=actor, action="change_approved", obj=f"model:{name}/{back}@{env}",
+                    reason=f"{change.id}: a rollback needs no approval (it returns to a "
+                           f"version {env} served)")
+    services.record(actor=actor, action="rollback_requested", obj=f"model:{name}@{env}",
+                    reason=f"{change.id}: back to version {back}, undoing {last.id}")
+    implemented = implement(services, change, name, back, target, actor=actor,
+                            tracking_uri=tracking_uri, deploy=deploy, approvers=[])
+    services.gov.advance(last.id, "rolled_back", actor=actor, reason=f"by {change.id}")
+    services.record(actor=actor, action="change_rolled_back", obj=f"model:{name}/"
+                    f"{last.to_version}@{env}", reason=f"{last.id} rolled back by {change.id}")
+    return implemented
