@@ -93,9 +93,11 @@ def fill(url: str, events: int) -> dict[str, object]:
             conn.execute(insert(EventRow), rows)
     for model in range(MODELS):  # the environments a model went to, as change records say
         for env in ("staging", "production"):
-            gov.open_change(model=f"model-{model}", version="1", env=env, kind="promotion",
-                            from_version=None, requester="bench", approvers=[], verdict={},
-                            rollback_to=None, reason="benchmark")
+            change = gov.open_change(model=f"model-{model}", version="1", env=env,
+                                     kind="promotion", from_version=None, requester="bench",
+                                     approvers=[], verdict={}, rollback_to=None,
+                                     reason="benchmark")
+            gov.advance(change.id, "implemented", actor="bench", reason="benchmark")
     return {"store": store, "gov": gov, "runs": runs, "versions": versions,
             "seconds_fill": time.perf_counter() - began, "start": start}
 

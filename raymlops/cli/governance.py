@@ -107,10 +107,12 @@ def _serving(args: argparse.Namespace, action: Any) -> Any:
         emit(args, change.to_dict(), f"{change.id} {change.kind} of {change.model} version "
              f"{change.to_version} to {change.env}: {change.state}")
         if args.keep_serving:
-            from raymlops.cli.run import serve_forever
+            from raymlops.cli.run import serve_forever, stopped_recorder
 
             started = False
-            serve_forever(None)
+            serve_forever(None, stopped_recorder(services.config, services.workspace,
+                                                 change.model, change.env,
+                                                 actor=change.requester, run=change.id))
     finally:
         if started:
             if change is not None and change.state in ("implemented", "rolled_back"):

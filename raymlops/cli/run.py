@@ -89,7 +89,11 @@ def run_pipeline(args: argparse.Namespace, config: Any, ws: Workspace, *, run_id
         print("raymlops: nothing is being served by this run, so --keep-serving has nothing "
               "to keep up", file=sys.stderr)
     if serving:
-        serve_forever(summary.endpoint)
+        from raymlops.pipeline.promotion import environments
+
+        serve_forever(summary.endpoint, stopped_recorder(
+            config, ws, str(summary.model_name), environments(config)[0].name,
+            actor="raymlops", run=summary.run_id))
     return 0
 
 
@@ -131,9 +135,10 @@ def summary_text(summary: Any, ws: Workspace, serving: bool) -> str:
     return "\n".join(lines)
 
 
-def serve_forever(endpoint: str | None) -> None:
+def serve_forever(endpoint: str | None, on_stop: Any = None) -> None:
     """Until Ctrl-C or SIGTERM; then Serve shuts down gracefully (the replicas write
-    their buffered capture) and the interrupt propagates: exit 130 or 143."""
+    their buffered capture), ``on_stop`` records that serving ended, and the interrupt
+    propagates: exit 130 or 143."""
     import threading
 
     from raymlops._internal.ray_runtime import shutdown_ray
@@ -142,7 +147,23 @@ def serve_forever(endpoint: str | None) -> None:
     try:
         threading.Event().wait()
     finally:
+        if on_stop is not None:
+            on_stop()
         shutdown_ray()
+
+
+def stopped_recorder(config: Any, ws: Workspace, model: str, env: str, *, actor: str,
+                     run: str) -> Any:
+    """What ``serve_forever`` calls when it stops: a ``serving_stopped`` record."""
+
+    def record() -> None:
+        from raymlops.pipeline.promotion import Services, record_stopped
+
+        record_stopped(Services.open(config, ws), model, env, actor=actor, run=run,
+                       reason="the serving process was stopped (Ctrl-C or SIGTERM), and "
+                              "its local Ray with it")
+
+    return record
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:

@@ -191,8 +191,11 @@ def write_for(result: Any, *, model: str, version: str, run_dir: Path, dataset_d
             "gate": report.get("gate"), "importance": ranked, "dataset_digest": dataset_digest,
             "profile": profile, "config": config_snapshot(config),
             "commit": run.data.tags.get(COMMIT_TAG, "unknown"), "mlflow_run_id": mlflow_run_id,
-            "positive_label": loaded.meta.get("positive_label") or
-            config.data.positive_label or "1 / true",
+            "positive_label": (f"{loaded.meta['positive_label']!r} "
+                               f"({loaded.meta.get('positive_reason') or 'given'})")
+            if loaded.meta.get("positive_label") else
+            (f"{config.data.positive_label!r} (data.positive_label)"
+             if config.data.positive_label is not None else "1 / true"),
             "subtitle": f"{config.data.task}, {config.train.framework}, trained by run "
                         f"{loaded.meta.get('run_id', '?')}"}
     return write(card, run_dir / "reports" / "model_card.html")

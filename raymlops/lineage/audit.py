@@ -40,12 +40,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     select,
     text,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
+
+from raymlops.lineage.sqltx import after_commit, write_transaction, writer_engine
 
 GENESIS = "0" * 64
 USER_ENV = "RAYMLOPS_USER"
@@ -110,39 +110,6 @@ class Verification:
     problem: str = ""
 
 
-#: entries appended in a caller's transaction, whose witness waits for its commit
-_PENDING = "raymlops_audit_pending"
-
-
-def _sqlite_immediate(engine: Engine) -> None:
-    """SQLAlchemy's recipe: let pysqlite not begin on its own; begin IMMEDIATE ourselves,
-    so that an appender holds the write lock from its read of the head to its insert."""
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def writer_engine(url: str, meta: MetaData) -> Engine:
-    """An engine whose transactions serialize writers (IMMEDIATE on SQLite; callers take
-    advisory locks on PostgreSQL), with ``meta``'s tables created."""
-    from raymlops.lineage.migrations import create_tables
-
-    engine = create_engine(url, future=True, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-        _sqlite_immediate(engine)
-    create_tables(engine, meta)
-    return engine
-
-
 class AuditTrail:
     """The audit log behind one SQLAlchemy URL (the lineage store's), plus a witness file."""
 
@@ -156,7 +123,7 @@ class AuditTrail:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
             yield conn
@@ -174,19 +141,10 @@ class AuditTrail:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
             entry = self._insert(conn, actor=actor, action=action, obj=obj, reason=reason,
                                  clean=clean)
-            if self.witness is not None:  # the head moves only once the caller commits
-                if _PENDING not in conn.info:
-                    conn.info[_PENDING] = []
-
-                    def _committed(_conn: Any) -> None:
-                        done = conn.info.pop(_PENDING, [])
-                        if done:
-                            self._advance_witness(max(done, key=lambda e: e.seq))
-
-                    event.listen(conn, "commit", _committed, once=True)
-                    event.listen(conn, "rollback", lambda _c: conn.info.pop(_PENDING, None),
-                                 once=True)
-                conn.info[_PENDING].append(entry)
+            if self.witness is not None:
+                # the head moves once the caller's transaction has committed; a caller
+                # without hooks leaves the witness behind, which is safe (it only lags)
+                after_commit(conn, lambda: self._advance_witness(entry))
             return entry
         with self._locked() as own:
             entry = self._insert(own, actor=actor, action=action, obj=obj, reason=reason,
@@ -229,9 +187,13 @@ class AuditTrail:
                 AUDIT.c.seq.desc()).limit(1)).first()
         return (int(last[0]), str(last[1])) if last else None
 
-    def entries(self, *, obj_prefix: str | None = None, action: str | None = None,
-                limit: int | None = None) -> list[AuditEntry]:
+    def entries(self, *, obj_prefix: str | None = None, obj: str | None = None,
+                action: str | None = None, limit: int | None = None) -> list[AuditEntry]:
+        """Entries in chain order; ``obj`` matches exactly (an index lookup),
+        ``obj_prefix`` by prefix."""
         query = select(AUDIT).order_by(AUDIT.c.seq)
+        if obj is not None:
+            query = query.where(AUDIT.c.object == obj)
         if obj_prefix is not None:
             query = query.where(AUDIT.c.object.startswith(obj_prefix))
         if action is not None:

@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from raymlops.lineage.audit import writer_engine
+from raymlops.lineage.sqltx import write_transaction, writer_engine
 
 _meta = MetaData()
 _Id = BigInteger().with_variant(Integer, "sqlite")
@@ -128,7 +128,7 @@ class GovernanceStore:
                 held.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
             yield held
             return
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
             self._local.conn = conn
@@ -136,6 +136,16 @@ class GovernanceStore:
                 yield conn
             finally:
                 self._local.conn = None
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """A write: inside this thread's held lock, its transaction; else a new one."""
+        held = getattr(self._local, "conn", None)
+        if held is not None:
+            yield held
+            return
+        with write_transaction(self.engine) as conn:
+            yield conn
 
     def registry_lock(self, model: str) -> contextlib.AbstractContextManager[Connection]:
         """The lock every registration of ``model`` holds from its idempotency check to
@@ -145,7 +155,7 @@ class GovernanceStore:
     # -- approvals -------------------------------------------------------------------
     def approve(self, model: str, version: str, env: str, approver: str,
                 comment: str = "") -> None:
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             conn.execute(APPROVALS.insert().values(model=model, version=str(version), env=env,
                                                    approver=approver, comment=comment,
                                                    at=datetime.now(UTC)))
@@ -169,7 +179,7 @@ class GovernanceStore:
         plan = {"rollback_to": rollback_to,
                 "how": (f"raymlops rollback {model} --env {env} (back to version "
                         f"{rollback_to})") if rollback_to else "no earlier version: undeploy"}
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             result = conn.execute(CHANGES.insert().values(
                 model=model, version=str(version), env=env, kind=kind,
                 from_version=from_version, to_version=str(version), requester=requester,
@@ -189,7 +199,7 @@ class GovernanceStore:
         if state not in STATES:
             raise ValueError(f"unknown change state {state!r}; one of {STATES}")
         number = int(change.removeprefix("CHG-"))
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             row = conn.execute(select(CHANGES).where(CHANGES.c.id == number)).first()
             if row is None:
                 raise KeyError(change)
@@ -213,8 +223,11 @@ class GovernanceStore:
         return _change(row)
 
     def environments(self, model: str) -> list[str]:
-        """The environments any change record of ``model`` went to."""
-        query = select(CHANGES.c.env).where(CHANGES.c.model == model).distinct()
+        """The environments a change of ``model`` was implemented in (a refused one
+        served nothing)."""
+        query = select(CHANGES.c.env).where(
+            CHANGES.c.model == model,
+            CHANGES.c.state.in_(("implemented", "rolled_back"))).distinct()
         with self.engine.connect() as conn:
             return sorted(str(row[0]) for row in conn.execute(query))
 

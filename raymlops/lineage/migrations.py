@@ -82,7 +82,9 @@ def create_tables(engine: Engine, meta: MetaData) -> None:
     """``meta.create_all`` in one transaction that processes opening the store at once
     take in turn (an advisory lock on PostgreSQL, whose concurrent CREATE TABLEs collide
     on the catalog; the engine's IMMEDIATE begin on SQLite)."""
-    with engine.begin() as conn:
+    from raymlops.lineage.sqltx import write_transaction
+
+    with write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
         meta.create_all(conn)

@@ -86,8 +86,24 @@ def _latest(store: LineageStore, kind: str, model_name: str, at: datetime,
         limit *= 4
 
 
-def _version_facts(store: LineageStore, approvals: Any, model_name: str, version: str,
-                   env: str | None) -> dict[str, Any]:
+def _approvers(approvals: Any, model_name: str, version: str, *, env: str | None,
+               change: str | None, at: datetime) -> list[str]:
+    """Who approved what served: the change record that put it there names them; a
+    deployment without one falls back to the approvals given before ``at``."""
+    if change:
+        try:
+            return list(approvals.change(change).approvers)
+        except KeyError:
+            pass
+    if env is None:
+        return []
+    return sorted({a["approver"] for a in approvals.approvals(model_name, version, env)
+                   if datetime.fromisoformat(a["at"]).replace(tzinfo=None)
+                   <= at.replace(tzinfo=None)})
+
+
+def _version_facts(store: LineageStore, approvals: Any, model_name: str, version: str, *,
+                   env: str | None, change: str | None, at: datetime) -> dict[str, Any]:
     registered = store.events(kind="model_registered", model_name=model_name,
                               model_version=version, newest_first=True, limit=1)
     verdicts = store.events(kind="gate_verdict", model_name=model_name,
@@ -103,8 +119,7 @@ def _version_facts(store: LineageStore, approvals: Any, model_name: str, version
         "gate": ({"passed": verdict[0].payload.get("passed"),
                   "reasons": verdict[0].payload.get("reasons"),
                   "env": verdict[0].payload.get("env")} if verdict else None),
-        "approvers": [a["approver"] for a in approvals.approvals(model_name, version, env)]
-        if env else [],
+        "approvers": _approvers(approvals, model_name, version, env=env, change=change, at=at),
     }
 
 
@@ -116,8 +131,20 @@ def serving_at(store: LineageStore, approvals: Any, model_name: str, at: datetim
     An environment whose serving had stopped by then says so, with no versions."""
     if at.tzinfo is not None:  # stored times are UTC; SQLite keeps no offset
         at = at.astimezone(UTC)
-    names = [env] if env is not None else (approvals.environments(model_name) or [None])
-    answers = []
+    names: list[str | None] = [env] if env is not None else [
+        *approvals.environments(model_name)]
+    answers = _serving_in(store, approvals, model_name, at, names)
+    if not answers and env is None:  # deployments from before environments were recorded
+        answers = _serving_in(store, approvals, model_name, at, [None])
+    if not answers:
+        raise NotFoundError(f"nothing of {model_name}{f' in {env}' if env else ''} was serving "
+                            f"at {at.isoformat()} according to {store.url}")
+    return {"model": model_name, "at": at.isoformat(), "environments": answers}
+
+
+def _serving_in(store: LineageStore, approvals: Any, model_name: str, at: datetime,
+                names: list[str | None]) -> list[dict[str, Any]]:
+    answers: list[dict[str, Any]] = []
     for name in names:
         found = _latest(store, "model_deployed", model_name, at, name)
         if found is None:
@@ -135,10 +162,9 @@ def serving_at(store: LineageStore, approvals: Any, model_name: str, at: datetim
             "app": found.payload.get("app"), "change": found.payload.get("change"),
             "reason": found.payload.get("reason"),
             "versions": [{"version": version, "share": share,
-                          **_version_facts(store, approvals, model_name, version, deployed_env)}
+                          **_version_facts(store, approvals, model_name, version,
+                                           env=deployed_env, change=found.payload.get("change"),
+                                           at=at)}
                          for version, share in weights],
         })
-    if not answers:
-        raise NotFoundError(f"nothing of {model_name}{f' in {env}' if env else ''} was serving "
-                            f"at {at.isoformat()} according to {store.url}")
-    return {"model": model_name, "at": at.isoformat(), "environments": answers}
+    return answers

@@ -145,7 +145,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
 
@@ -161,10 +161,10 @@ class LineageStore:
 
         setup = self.engine
         if self.engine.dialect.name == "sqlite":  # a writer's lock for the schema check
-            from raymlops.lineage.audit import _sqlite_immediate
+            from raymlops.lineage.sqltx import sqlite_transactions
 
             setup = create_engine(url, future=True)
-            _sqlite_immediate(setup)
+            sqlite_transactions(setup, always_immediate=True)
         try:
             self.schema_version = upgrade(setup, _Base.metadata.create_all)
         except OperationalError as exc:

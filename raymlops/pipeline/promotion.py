@@ -1,220 +1,48 @@
-"""Environments, approvals and promotions: the service beside the driver.
+"""Promotions and rollbacks: the service beside the driver.
 
-The config names environments in order (``staging``, then ``production``); without any,
-there is one, ``production``. Each has its own gates, approval policy, registry alias
-(its name) and Serve application (``deploy.name`` for the last one, ``<name>-<env>``
-before it), so staging and production serve side by side. The last environment's
-version is also the ``champion`` (and the one it replaced, ``previous``).
-
-``approve`` records who approved which version for which environment, refusing (and
-auditing the refusal) when the approver lacks the policy's role, or is the model's
-author where the policy separates duties. ``promote`` moves a version one environment
-up: it refuses, naming what is missing, when the previous environment was skipped, a
-gate of the target environment fails (re-evaluated on the version's own holdout rows,
-against the target's current version), or approvals are missing. Every promotion,
-deployment and rollback opens a change record, and every step, alias change and refusal
-is written to the audit trail.
+``promote`` moves a version one environment up: it refuses, naming what is missing,
+when the previous environment was skipped, a gate of the target environment fails
+(re-evaluated on the version's own holdout rows, against the target's current
+version), or approvals are missing. Every promotion, deployment and rollback opens a
+change record, and every step, alias change and refusal is written to the audit trail.
+The shared parts are in ``raymlops.pipeline.services``, approvals in
+``raymlops.pipeline.approvals``; both are re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raymlops.config import EnvironmentConfig, GatesConfig, PipelineConfig
-from raymlops.errors import GateRejectedError, NotFoundError, PermissionDeniedError
-from raymlops.lineage.audit import AuditTrail
-from raymlops.lineage.governance import Change, GovernanceStore
-from raymlops.lineage.store import LineageStore
+from raymlops.config import EnvironmentConfig
+from raymlops.errors import GateRejectedError, NotFoundError
+from raymlops.lineage.governance import Change
 from raymlops.names import DATASET_DIGEST_TAG
-from raymlops.workspace import Workspace
+from raymlops.pipeline.approvals import approve, valid_approvers
+from raymlops.pipeline.services import (
+    AUDIT_HEAD_TAG,
+    AUTHOR_TAG,
+    CHANGE_TAG,
+    Services,
+    _current,
+    _refuse,
+    app_name,
+    environment,
+    environments,
+    gates_of,
+    move_aliases,
+    record_stopped,
+    set_alias,
+    witness_in_registry,
+)
 
 log = logging.getLogger("raymlops.promotion")
 
-AUTHOR_TAG = "raymlops.author"
-AUDIT_HEAD_TAG = "raymlops.audit_head"
-CHANGE_TAG = "raymlops.change"
-
-
-def environments(config: PipelineConfig) -> list[EnvironmentConfig]:
-    return list(config.environments) or [EnvironmentConfig(name="production")]
-
-
-def environment(config: PipelineConfig, name: str) -> tuple[int, EnvironmentConfig]:
-    envs = environments(config)
-    for i, env in enumerate(envs):
-        if env.name == name:
-            return i, env
-    raise NotFoundError(f"--env {name!r}: no such environment; the config has "
-                        f"{[e.name for e in envs]}")
-
-
-def gates_of(config: PipelineConfig, env: EnvironmentConfig) -> GatesConfig:
-    """The gates a version must pass to enter ``env``: the config's ``gates`` plus the
-    environment's own."""
-    return config.gates.merged(env.gates)
-
-
-def app_name(config: PipelineConfig, env: str) -> str:
-    """The Serve application (and route prefix) of an environment."""
-    last = environments(config)[-1].name
-    return config.deploy.name if env == last else f"{config.deploy.name}-{env}"
-
-
-@dataclass
-class Services:
-    """The stores a governed action writes: lineage, approvals and changes, audit."""
-
-    config: PipelineConfig
-    workspace: Workspace
-    store: LineageStore
-    gov: GovernanceStore
-    audit: AuditTrail
-
-    @classmethod
-    def open(cls, config: PipelineConfig, workspace: Workspace) -> Services:
-        url = config.lineage.url or workspace.lineage_url
-        workspace.ensure()
-        return cls(config, workspace, LineageStore(url), GovernanceStore(url),
-                   AuditTrail(url, witness=workspace.root / "audit-head.json"))
-
-    def record(self, *, actor: str, action: str, obj: str, reason: str,
-               payload: dict[str, Any] | None = None, conn: Any = None) -> None:
-        entry = self.audit.append(actor=actor, action=action, obj=obj, reason=reason,
-                                  payload=payload, conn=conn)
-        log.info("audit %d: %s %s %s: %s", entry.seq, actor, action, obj, reason)
-
-
-def set_alias(services: Services, name: str, alias: str, version: str, *, actor: str,
-              reason: str) -> str | None:
-    """Move an alias under the registry lock, and audit it (MLflow keeps no history of
-    alias changes, mlflow#2169); returns the version it pointed at before."""
-    from raymlops.registry import mlflow_registry as registry
-
-    with services.gov.lock(f"alias:{name}@{alias}") as conn:
-        before = registry.alias_version(name, alias)
-        if before != str(version):
-            registry.set_alias(name, alias, str(version))
-            services.record(actor=actor, action="alias_set", obj=f"alias:{name}@{alias}",
-                            reason=reason, payload={"version": str(version),
-                                                    "previous": before}, conn=conn)
-    return before
-
-
-def move_aliases(services: Services, name: str, version: str, env: str, *, actor: str,
-                 reason: str) -> str | None:
-    """The environment's alias, and for the last environment ``champion`` and
-    ``previous``, moved as one step under the model's lock: two promotions at once
-    leave exactly one champion, the environment's alias on it, and ``previous`` on the
-    version it replaced. Returns the version the environment's alias left."""
-    from raymlops.registry import mlflow_registry as registry
-
-    with services.gov.lock(f"aliases:{name}"):
-        before = set_alias(services, name, env, version, actor=actor, reason=reason)
-        if env == environments(services.config)[-1].name:
-            replaced = set_alias(services, name, registry.CHAMPION, version, actor=actor,
-                                 reason=f"{reason}: {env} is the last environment")
-            if replaced is not None and replaced != str(version):
-                set_alias(services, name, registry.PREVIOUS, replaced, actor=actor,
-                          reason=f"{reason}: the champion it replaced")
-    return before
-
-
-def record_stopped(services: Services, name: str, env: str, *, actor: str, reason: str,
-                   run: str) -> None:
-    """Serving of ``name`` in ``env`` ended (the local Ray that held it stopped), so that
-    ``serving-at`` does not report a version serving after its endpoint is gone."""
-    app = app_name(services.config, env)
-    services.store.add_event(run, "serve", "serving_stopped",
-                             {"env": env, "app": app, "reason": reason}, model_name=name)
-    services.record(actor=actor, action="serving_stopped", obj=f"app:{app}", reason=reason,
-                    payload={"model": name, "env": env})
-
-
-def witness_in_registry(services: Services, name: str, version: str) -> None:
-    """The audit chain's head as a tag of the version: a second witness, outside the table."""
-    from raymlops.registry import mlflow_registry as registry
-
-    head = services.audit.head()
-    if head is not None:
-        registry.set_tag(name, version, AUDIT_HEAD_TAG, f"{head[0]}:{head[1]}")
-
-
-def _current(services: Services, name: str, env: str) -> str | None:
-    from raymlops.registry import mlflow_registry as registry
-
-    return registry.alias_version(name, env)
-
-
-def _refuse(services: Services, change: Change | None, *, actor: str, action: str, obj: str,
-            reason: str, error: type[Exception] = PermissionDeniedError) -> None:
-    if change is not None:
-        services.gov.advance(change.id, "rejected", actor=actor, reason=reason)
-    services.record(actor=actor, action=action, obj=obj, reason=reason,
-                    payload={"change": change.id if change else None})
-    raise error(reason)
-
-
-# -- approvals -------------------------------------------------------------------------
-
-
-def approve(services: Services, name: str, version: str, env: str, *, actor: str,
-            comment: str = "") -> dict[str, Any]:
-    from raymlops.names import GATE_TAG
-    from raymlops.registry import mlflow_registry as registry
-
-    _, environment_ = environment(services.config, env)
-    obj = f"model:{name}/{version}@{env}"
-    tags = registry.version_tags(name, version)
-    policy = environment_.approvals
-    if tags.get(GATE_TAG) == "rejected":
-        _refuse(services, None, actor=actor, action="approval_refused", obj=obj,
-                reason=f"{name} version {version} was rejected by its gates; a rejected "
-                       "candidate is never approved")
-    if policy.role is not None and actor not in services.config.governance.roles.get(
-            policy.role, []):
-        _refuse(services, None, actor=actor, action="approval_refused", obj=obj,
-                reason=f"{actor} does not hold the role {policy.role!r} that approvals for "
-                       f"{env} need (governance.roles.{policy.role})")
-    author = tags.get(AUTHOR_TAG)
-    if not policy.author_may_approve and author == actor:
-        _refuse(services, None, actor=actor, action="approval_refused", obj=obj,
-                reason=f"{actor} trained {name} version {version} and may not approve it "
-                       f"for {env} (separation of duties: "
-                       f"environments.{env}.approvals.author_may_approve is false)")
-    already = [a for a in services.gov.approvals(name, version, env) if a["approver"] == actor]
-    if not already:
-        services.gov.approve(name, version, env, actor, comment)
-        services.record(actor=actor, action="approved", obj=obj,
-                        reason=comment or f"approved for {env}", payload={"author": author})
-    approvals = services.gov.approvals(name, version, env)
-    return {"model": name, "version": str(version), "env": env, "approver": actor,
-            "new": not already, "approvals": approvals, "required": policy.required}
-
-
-def valid_approvers(services: Services, name: str, version: str,
-                    env: EnvironmentConfig, author: str | None) -> list[str]:
-    policy = env.approvals
-    # an approval counts only if the hash-chained audit trail holds it too: a row slipped
-    # into the approvals table does not authorize anything
-    audited = {e.actor for e in services.audit.entries(obj_prefix=f"model:{name}/{version}@"
-                                                                  f"{env.name}")
-               if e.action == "approved" and e.object == f"model:{name}/{version}@{env.name}"}
-    recorded = {a["approver"] for a in services.gov.approvals(name, version, env.name)}
-    for stray in sorted(recorded - audited):
-        log.warning("approval of %s version %s for %s by %s is not in the audit trail; "
-                    "ignored", name, version, env.name, stray)
-    people = sorted(recorded & audited)
-    if policy.role is not None:
-        people = [p for p in people if p in services.config.governance.roles.get(policy.role, [])]
-    if not policy.author_may_approve:
-        people = [p for p in people if p != author]
-    return people
-
-
-# -- promotion -------------------------------------------------------------------------
+__all__ = ["AUDIT_HEAD_TAG", "AUTHOR_TAG", "CHANGE_TAG", "Services", "app_name", "approve",
+           "environment", "environments", "gates_of", "implement", "implement_with",
+           "judge", "move_aliases", "promote", "record_stopped", "rollback", "set_alias",
+           "valid_approvers", "witness_in_registry"]
 
 
 def _was_in(services: Services, name: str, version: str, env: str) -> bool:
@@ -283,7 +111,9 @@ def promote(services: Services, name: str, version: str, env: str, *, actor: str
     if not verdict.gate_passed:
         failed = [r["reason"] for r in verdict.rules if not r.get("passed")]
         _refuse(services, change, actor=actor, action="promotion_refused", obj=obj,
-                reason=f"a gate of {env} fails: {'; '.join(failed)}", error=GateRejectedError)
+                reason=f"a gate of {env} fails: {'; '.join(failed)}", error=GateRejectedError,
+                verdict={"passed": False, "reasons": verdict.gate_reasons,
+                         "rules": verdict.rules, "env": env})
     approvers = valid_approvers(services, name, version, target, tags.get(AUTHOR_TAG))
     if len(approvers) < target.approvals.required:
         who = f" with the role {target.approvals.role!r}" if target.approvals.role else ""

@@ -57,6 +57,17 @@ def test_string_labels_and_text_numbers_train_a_useful_model(churn):
     assert validation["rows_in"] == 4000
     assert validation["rows_in"] == validation["rows_accepted"] + validation["rows_quarantined"]
     assert set(validation["class_balance"]) == {"0.0", "1.0"}
+    # no data.positive_label: the positive class was inferred, with its reason, and is
+    # recorded with the dataset's lineage and in the model card
+    from raymlops.lineage.store import LineageStore
+    from raymlops.workspace import Workspace
+
+    store = LineageStore(Workspace.at(churn["workdir"]).lineage_url)
+    [ingested] = store.events(run_id=summary["run_id"], kind="dataset_ingested")
+    assert ingested.payload["positive_label"] == "Yes"
+    assert "conventional positive word" in ingested.payload["positive_reason"]
+    card = Path(summary["reports"]["model_card"]).read_text()
+    assert "Yes" in card and "conventional positive word" in card
     snapshot = pd.read_parquet(run_dir / "data" / "snapshot")
     assert "phone" not in snapshot.columns
     assert snapshot["birth_year"].str.fullmatch(r"\d{4}-\d{4}").all()

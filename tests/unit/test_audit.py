@@ -128,22 +128,34 @@ def test_concurrent_appenders_make_one_contiguous_chain(url, tmp_path):
     assert result.entries == 100 and result.head[0] == 100
 
 
-def test_an_entry_in_a_callers_transaction_moves_the_witness_only_when_it_commits(url,
-                                                                                  tmp_path):
+def test_an_entry_in_a_callers_transaction_moves_the_witness_only_after_it_commits(url,
+                                                                                   tmp_path):
     """A rolled-back transaction leaves no entry, so the witness must not name it (a
-    verify would then report a cut tail that never existed)."""
-    from raymlops.lineage.audit import read_witness
+    verify would then report a cut tail that never existed); and it must not move before
+    the commit either, when another reader cannot see the entry yet."""
+    from raymlops.lineage.sqltx import write_transaction
 
     trail = _filled(url, tmp_path, n=2)
-    with pytest.raises(RuntimeError), trail.engine.begin() as conn:
+    with pytest.raises(RuntimeError), write_transaction(trail.engine) as conn:
         trail.append(actor="a", action="x", obj="o", reason="r", conn=conn)
         assert read_witness(trail.witness)[0] == 2  # not yet
         raise RuntimeError("the caller fails after appending")
     assert read_witness(trail.witness)[0] == 2
     assert trail.verify().ok
-    with trail.engine.begin() as conn:
+    with write_transaction(trail.engine) as conn:
         trail.append(actor="a", action="x", obj="o", reason="r", conn=conn)
         trail.append(actor="a", action="y", obj="o", reason="r", conn=conn)
         assert read_witness(trail.witness)[0] == 2
     assert read_witness(trail.witness)[0] == 4
     assert trail.verify().ok
+
+
+def test_a_reader_does_not_block_an_appender(url, tmp_path):
+    """On SQLite, reads begin a plain transaction: a verify or a listing in progress
+    must not hold the write lock that appenders need."""
+    trail = _filled(url, tmp_path, n=3)
+    other = AuditTrail(url, witness=tmp_path / "audit-head.json")
+    with trail.engine.connect() as reader:
+        reader.execute(AUDIT.select()).fetchall()  # a read transaction stays open
+        entry = other.append(actor="b", action="z", obj="o", reason="while reading")
+    assert entry.seq == 4 and trail.verify().ok

@@ -34,6 +34,8 @@ def _deploy(services, version: str, env: str) -> datetime:
     change = services.gov.open_change(model="m", version=version, env=env, kind="deployment",
                                       from_version=None, requester="ana", approvers=[],
                                       verdict={}, rollback_to=None, reason="test")
+    services.gov.advance(change.id, "implemented", actor="ana", reason="test",
+                         approvers=["bob"] if env == "production" else [])
     store.add_event("r1", "deploy", "model_deployed", {"weights": {version: 100.0},
                                                       "env": env, "change": change.id},
                     model_name="m", model_version=version)
@@ -52,6 +54,10 @@ def test_every_environment_is_answered_and_an_offset_is_that_instant(services):
     [staging] = [e for e in every["environments"] if e["env"] == "staging"]
     assert staging["versions"][0]["author"] == "ana"
     assert staging["versions"][0]["config_hash"] == "sha256:c"
+    # approvers come from the change record that put the version there
+    [production] = [e for e in every["environments"] if e["env"] == "production"]
+    assert production["versions"][0]["approvers"] == ["bob"]
+    assert staging["versions"][0]["approvers"] == []
     # the instant just after production's deploy, written in -05:00 and in +09:00
     for hours in (-5, 9):
         local = after.astimezone(timezone(timedelta(hours=hours)))
