@@ -135,7 +135,7 @@ def ingest(data: DataConfig, *, source: Source, run_dir: Path, pii_key: bytes,
     label_counts = dict(merged.counts.pop(data.target, {}))
     positive, positive_reason = None, ""
     if labelled and data.positive_label is None:
-        positive, positive_reason = infer_positive(label_counts)
+        positive, positive_reason = infer_positive(_expected_labels(data, label_counts))
         log.info("ingest: positive class of %r: %s", data.target, positive_reason)
     categorical, ids = drop_identifiers(categorical, merged, data)
     excluded.update(ids)
@@ -158,3 +158,22 @@ def ingest(data: DataConfig, *, source: Source, run_dir: Path, pii_key: bytes,
                         schema_=types, numeric=numeric, categorical=categorical,
                         excluded=excluded, spec=spec.to_dict(), profile=profile,
                         positive_label=positive, positive_reason=positive_reason)
+
+
+def _expected_labels(data: DataConfig, counts: dict[str, int]) -> dict[str, int]:
+    """The label values the positive class is chosen among: with an expected schema, its
+    label set (a batch with a stray third value still has two classes; the stray rows are
+    quarantined by validation), else every value this batch holds."""
+    from pathlib import Path
+
+    from raymlops.data.schema import ExpectedSchema
+
+    if not data.validation.schema_:
+        return counts
+    expected = ExpectedSchema.load(Path(data.validation.schema_))
+    if not expected.labels:
+        return counts
+    from raymlops.data.labels import canonical_counts
+
+    present = canonical_counts(counts)
+    return {label: present.get(label, 0) for label in expected.labels}

@@ -142,7 +142,7 @@ def _check(raw: bytes, ctype: str | None) -> None:
         assert json.dumps(err.to_json())  # serializable as the response body
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_payloads)
 def test_fuzzed_json_bodies_only_ever_raise_bad_request(payload):
     _check(json.dumps(payload).encode(), "application/json")
@@ -168,7 +168,7 @@ PII_SPEC = RowSpec(numeric=["age", "t"], categorical=["purpose", "by", "acct"],
                    pii={"by": "generalize", "acct": "hash"}, datetime=["t"])
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.fixed_dictionaries(dict.fromkeys(PII_COLS, _values)), min_size=1, max_size=3),
        st.sampled_from(["dataframe_records", "instances"]))
 def test_fuzzed_pii_and_timestamp_inputs_only_ever_raise_bad_request(records, key):
