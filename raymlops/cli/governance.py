@@ -20,6 +20,13 @@ def _governed(parser: argparse.ArgumentParser) -> None:
                         help="who acts (default $RAYMLOPS_USER, else the OS user)")
 
 
+def _serving_options(parser: argparse.ArgumentParser) -> None:
+    """For the commands that deploy: where Ray is, and whether to stay up serving."""
+    parser.add_argument("--address", default=None, help="Ray cluster address")
+    parser.add_argument("--keep-serving", action="store_true",
+                        help="keep a local endpoint up until Ctrl-C")
+
+
 def add_commands(sub: Any) -> None:
     approve = sub.add_parser("approve", help="approve a version for an environment")
     _governed(approve)
@@ -34,9 +41,7 @@ def add_commands(sub: Any) -> None:
     promote.add_argument("model")
     promote.add_argument("version")
     promote.add_argument("--to", dest="env", required=True)
-    promote.add_argument("--address", default=None, help="Ray cluster address")
-    promote.add_argument("--keep-serving", action="store_true",
-                         help="keep a local endpoint up until Ctrl-C")
+    _serving_options(promote)
     promote.set_defaults(handler=cmd_promote)
 
     rollback = sub.add_parser("rollback", help="return an environment to the version its "
@@ -44,8 +49,7 @@ def add_commands(sub: Any) -> None:
     _governed(rollback)
     rollback.add_argument("model")
     rollback.add_argument("--env", required=True)
-    rollback.add_argument("--address", default=None, help="Ray cluster address")
-    rollback.add_argument("--keep-serving", action="store_true")
+    _serving_options(rollback)
     rollback.set_defaults(handler=cmd_rollback)
 
     changes = sub.add_parser("changes", help="the change records (promotions, deployments, "

@@ -67,14 +67,14 @@ class Scorer:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         out = batch[[c for c in (LABEL, *self.keep) if c in batch.columns]].copy()
-        out[SCORE] = self.model.predict_frame(batch, raw=self.raw)
+        normalized = self.model.normalize_input(batch, raw=self.raw)
+        out[SCORE] = self.model.predict_normalized(normalized)
         if self.raw:
             # slices and groups of a fresh table are the values the model saw: its inputs
             # normalized and PII-protected as the model does it, other columns in their
             # canonical text (" North" and "north" are one slice, as on the holdout)
             from raymlops.features.normalize import canonical_categories
 
-            normalized = self.model.features.normalize(batch, raw=True).frame
             for column in out.columns:
                 if column in normalized.columns:
                     out[column] = normalized[column].to_numpy()

@@ -215,12 +215,16 @@ class GovernanceStore:
         return self.change(change)
 
     def change(self, change: str) -> Change:
+        found = self.find_change(change)
+        if found is None:
+            raise KeyError(change)
+        return found
+
+    def find_change(self, change: str) -> Change | None:
         number = int(change.removeprefix("CHG-"))
         with self.engine.connect() as conn:
             row = conn.execute(select(CHANGES).where(CHANGES.c.id == number)).first()
-        if row is None:
-            raise KeyError(change)
-        return _change(row)
+        return None if row is None else _change(row)
 
     def environments(self, model: str) -> list[str]:
         """The environments a change of ``model`` was implemented in (a refused one

@@ -90,11 +90,9 @@ def _approvers(approvals: Any, model_name: str, version: str, *, env: str | None
                change: str | None, at: datetime) -> list[str]:
     """Who approved what served: the change record that put it there names them; a
     deployment without one falls back to the approvals given before ``at``."""
-    if change:
-        try:
-            return list(approvals.change(change).approvers)
-        except KeyError:
-            pass
+    recorded = approvals.find_change(change) if change else None
+    if recorded is not None:
+        return list(recorded.approvers)
     if env is None:
         return []
     return sorted({a["approver"] for a in approvals.approvals(model_name, version, env)

@@ -26,13 +26,7 @@ from starlette.responses import JSONResponse
 
 from raymlops.names import CAPTURED_AT, PREDICTION, REQUEST_ID
 from raymlops.serving.capture import CaptureBuffer, Follower
-from raymlops.serving.protocol import (
-    BadRequest,
-    parse_body,
-    parse_output,
-    raise_problems,
-    require_columns,
-)
+from raymlops.serving.protocol import BadRequest, parse_request, raise_problems, require_columns
 from raymlops.serving.routing import TrafficPolicy
 
 log = logging.getLogger("ray.serve")
@@ -180,8 +174,7 @@ class Router:
         if request.method != "POST":
             raise BadRequest("method", "use POST", status=405)
         body, content_type = await request.body(), request.headers.get("content-type")
-        frame = parse_body(body, content_type, self.columns)
-        output = parse_output(body, content_type)
+        frame, output = parse_request(body, content_type, self.columns)
         version = self.policy.choose(request.headers.get(ROUTING_KEY_HEADER))
         result = await self.variants[version].predict.remote(frame, request_id, output)
         headers = {VERSION_HEADER: result["version"], "X-Model-Name": self.model_name}

@@ -68,14 +68,10 @@ def _hint(name: str, names: list[str]) -> str:
 OUTPUTS = ("score", "decision")
 
 
-def parse_output(body: bytes, content_type: str | None) -> str:
-    """``params.output`` of a JSON request (MLflow's scoring protocol carries pyfunc
-    params there): ``score`` (default) or ``decision``, the 0/1 decision at the
-    threshold the model chose on its validation split."""
-    kind = (content_type or "application/json").split(";")[0].strip().lower()
-    if kind == "text/csv" or b'"params"' not in body:
-        return "score"
-    params = json.loads(body).get("params") or {}
+def _output_of(params: dict[str, Any]) -> str:
+    """``params.output`` (MLflow's scoring protocol carries pyfunc params there):
+    ``score`` (default) or ``decision``, the 0/1 decision at the threshold the model
+    chose on its validation split."""
     unknown = sorted(set(params) - {"output"})
     if unknown:
         raise BadRequest(f"params.{unknown[0]}", "unknown parameter; the model takes 'output'")
@@ -87,13 +83,19 @@ def parse_output(body: bytes, content_type: str | None) -> str:
 
 
 def parse_body(body: bytes, content_type: str | None, columns: list[str]) -> pd.DataFrame:
-    """Parse a scoring request. ``columns`` is the model's input order: positional rows
-    follow it, and every record must have each of them."""
+    """The rows of a scoring request (``parse_request`` without its params)."""
+    return parse_request(body, content_type, columns)[0]
+
+
+def parse_request(body: bytes, content_type: str | None,
+                  columns: list[str]) -> tuple[pd.DataFrame, str]:
+    """Parse a scoring request into (rows, output). ``columns`` is the model's input
+    order: positional rows follow it, and every record must have each of them."""
     kind = (content_type or "application/json").split(";")[0].strip().lower()
     if not body:
         raise BadRequest("body", "the request body is empty")
     if kind == "text/csv":
-        return _limit(_from_csv(body))
+        return _limit(_from_csv(body)), "score"
     if kind not in ("application/json", "application/x-json", ""):
         raise BadRequest("content-type", f"unsupported content type {kind!r}; "
                          "use application/json or text/csv", status=415)
@@ -115,10 +117,12 @@ def parse_body(body: bytes, content_type: str | None, columns: list[str]) -> pd.
     key = present[0]
     value = payload[key]
     if key == "dataframe_split":
-        return _limit(_from_split(value))
-    if key == "dataframe_records":
-        return _limit(_from_records(value, key, columns))
-    return _limit(_from_tensor_like(value, key, columns))
+        frame = _from_split(value)
+    elif key == "dataframe_records":
+        frame = _from_records(value, key, columns)
+    else:
+        frame = _from_tensor_like(value, key, columns)
+    return _limit(frame), _output_of(payload.get("params") or {})
 
 
 def _from_csv(body: bytes) -> pd.DataFrame:

@@ -68,12 +68,17 @@ class RaymlopsModel(PythonModel):
         """Scores for rows: ``raw=True`` for rows as a client or a fresh table has them
         (normalized and PII-protected here; a value that cannot be normalized raises
         ``ValueError`` naming the column), ``raw=False`` for rows the pipeline normalized."""
+        return self.predict_normalized(self.normalize_input(frame, raw=raw))
+
+    def normalize_input(self, frame: pd.DataFrame, *, raw: bool) -> pd.DataFrame:
+        """The model's inputs of ``frame``, normalized (and PII-protected when ``raw``);
+        a raw value that cannot be normalized raises ``ValueError`` naming the column."""
         normalized = self.features.normalize(frame, raw=raw)
         if raw and normalized.problems:
             problem = normalized.problems[0]
             raise ValueError(f"column {problem.column!r}: {problem.message(frame)} "
                              f"(row {problem.first_row()})")
-        return self.predict_normalized(normalized.frame)
+        return normalized.frame
 
     def predict_normalized(self, frame: pd.DataFrame) -> np.ndarray:
         numeric, codes = self.features.encode_normalized(frame)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from raymlops.lineage.audit import AUDIT, AuditTrail, read_witness
-from tests.unit.test_lineage_store import POSTGRES_URL
+from tests.postgres import postgres_schema
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -18,17 +17,8 @@ def url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'audit.db'}"
         return
-    schema = f"audit_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:  # the server is missing
-        pytest.fail(f"PostgreSQL is required at {POSTGRES_URL}: {exc}")
-    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with postgres_schema("audit") as pg_url:
+        yield pg_url
 
 
 def _filled(url: str, tmp_path: Path, n: int = 6) -> AuditTrail:

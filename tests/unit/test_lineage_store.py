@@ -7,7 +7,6 @@ that says so: a team-setup test never passes by skipping.
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime
 
@@ -17,9 +16,7 @@ from raymlops.errors import RetryableError
 from raymlops.lineage.migrations import LATEST
 from raymlops.lineage.query import chain_for, deployments
 from raymlops.lineage.store import LineageStore
-
-POSTGRES_URL = os.environ.get("RAYMLOPS_TEST_POSTGRES_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from tests.postgres import POSTGRES_URL, postgres_schema
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -147,17 +144,9 @@ def _legacy_tables(url: str) -> None:
 @pytest.mark.postgres
 def test_an_old_postgres_store_is_migrated_to_64_bit_sizes():
     """A 2 GiB input failed the run at its very end: the watermark size was 32-bit."""
-    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy import inspect
 
-    schema = f"legacy_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:  # the server is missing
-        pytest.fail(f"PostgreSQL is required at {POSTGRES_URL}: {exc}")
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    try:
+    with postgres_schema("legacy") as url:
         _legacy_tables(url)
         store = LineageStore(url)
         assert store.schema_version == LATEST
@@ -169,11 +158,9 @@ def test_an_old_postgres_store_is_migrated_to_64_bit_sizes():
         [old] = store.events(run_id="old")  # kept through the migration
         assert old.input_digest is None
         store.close()
-        assert LineageStore(url).schema_version == LATEST  # opening again migrates nothing
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+        again = LineageStore(url)
+        assert again.schema_version == LATEST  # opening again migrates nothing
+        again.close()
 
 
 def test_a_fresh_store_starts_at_the_latest_schema(tmp_path):

@@ -189,3 +189,18 @@ def test_a_400_digit_birth_year_is_generalized_not_a_crash():
     frame = parse_body(raw, "application/json", PII_COLS)
     out = PII_SPEC.normalize(frame, protect=True, key=b"k").frame
     assert out["by"].tolist() == ["1e400-1e401"] and out["t"].tolist() == [1704067200.0]
+
+
+def test_params_output_is_read_with_the_rows_in_one_parse():
+    from raymlops.serving.protocol import parse_request
+
+    rows = {"dataframe_records": [{"age": 30, "purpose": "car"}]}
+    frame, output = parse_request(json.dumps({**rows, "params": {"output": "decision"}})
+                                  .encode(), "application/json", COLS)
+    assert output == "decision" and len(frame) == 1
+    assert parse_request(json.dumps(rows).encode(), None, COLS)[1] == "score"
+    assert parse_request(b"age,purpose\n30,car\n", "text/csv", COLS)[1] == "score"
+    for params, field in (({"output": "x"}, "params.output"), ({"top_k": 3}, "params.top_k")):
+        with pytest.raises(BadRequest) as err:
+            parse_request(json.dumps({**rows, "params": params}).encode(), None, COLS)
+        assert err.value.field == field and err.value.status == 400

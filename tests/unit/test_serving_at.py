@@ -2,46 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from raymlops import load_config
 from raymlops.errors import NotFoundError
 from raymlops.lineage.query import serving_at
 from raymlops.pipeline import promotion
 from raymlops.workspace import Workspace
-from tests.unit.test_lineage_store import POSTGRES_URL
+from tests.postgres import postgres_schema
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def services(request, tmp_path):
     """The same queries on the embedded SQLite file and on the local PostgreSQL."""
-    url, admin, schema = f"sqlite:///{tmp_path / 'lineage.db'}", None, ""
-    if request.param == "postgres":
-        schema = f"servingat_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(POSTGRES_URL)
-        try:
-            with admin.begin() as conn:
-                conn.execute(text(f"CREATE SCHEMA {schema}"))
-        except Exception as exc:  # the server is missing
-            pytest.fail(f"PostgreSQL is required at {POSTGRES_URL}: {exc}")
-        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    config = load_config({
-        "data": {"source": "x", "target": "y", "task": "classification"},
-        "train": {"framework": "xgboost"}, "deploy": {"name": "m"}, "lineage": {"url": url},
-        "environments": [{"name": "staging"}, {"name": "production"}]})
-    services = promotion.Services.open(config, Workspace.at(tmp_path / "w"))
-    yield services
-    if admin is not None:
+    with contextlib.ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 'lineage.db'}"
+        if request.param == "postgres":
+            url = stack.enter_context(postgres_schema("servingat"))
+        config = load_config({
+            "data": {"source": "x", "target": "y", "task": "classification"},
+            "train": {"framework": "xgboost"}, "deploy": {"name": "m"},
+            "lineage": {"url": url},
+            "environments": [{"name": "staging"}, {"name": "production"}]})
+        services = promotion.Services.open(config, Workspace.at(tmp_path / "w"))
+        yield services
         for engine in (services.store.engine, services.gov.engine, services.audit.engine):
-            engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+            engine.dispose()  # before the schema is dropped
 
 
 def _deploy(services, version: str, env: str) -> datetime:
