@@ -46,8 +46,11 @@ def ray_session():
     # its last data and training stage.
     # The dashboard is on, as in raymlops' init_ray: Ray Train's placement-group cleaner
     # needs the State API it serves (see raymlops/_internal/ray_runtime.py).
+    # Metrics: a known export port, and the agent reporting every second instead of 10,
+    # so that the serving metrics test waits a second for a count, not ten.
     ray.init(num_cpus=4, include_dashboard=True, log_to_driver=False,
-             logging_level=logging.WARNING)
+             logging_level=logging.WARNING, _metrics_export_port=free_port(),
+             _system_config={"metrics_report_interval_ms": 1000})
     from raymlops._internal.ray_runtime import quiet_ray
 
     quiet_ray()
@@ -106,3 +109,22 @@ def prepared(ray_session, tmp_path_factory):
                       spec=RowSpec(numeric=LENDING_NUMERIC, categorical=LENDING_CATEGORICAL),
                       clip={}, run_dir=root / "run")
     return {"root": root, "prep": prep}
+
+
+@pytest.fixture(scope="session")
+def serving_models(prepared):
+    """Two registered-model stand-ins whose scores differ (10 trees and 2), trained once
+    for every serving test: a request scored by the wrong version shows."""
+    import pandas as pd
+
+    from raymlops.names import LABEL
+    from tests.training_helpers import train_config, train_on
+
+    root = prepared["root"] / "ws-serving"
+    first, ws, _ = train_on(prepared, train_config("xgboost", params={"num_boost_round": 10}),
+                            "serving-v1", workdir=root)
+    second, _, _ = train_on(prepared, train_config("xgboost", params={"num_boost_round": 2}),
+                            "serving-v2", workdir=root)
+    rows = pd.read_parquet(prepared["prep"].test).drop(columns=[LABEL]).head(200)
+    return {"ws": ws, "uris": {"1": first.model_uri, "2": second.model_uri}, "rows": rows,
+            "features": prepared["prep"].features}

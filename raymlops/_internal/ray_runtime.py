@@ -42,11 +42,43 @@ def ray_running() -> bool:
     return "ray" in sys.modules and bool(sys.modules["ray"].is_initialized())
 
 
-def init_ray(address: str | None) -> bool:
-    """Start or join Ray; returns True when this call started it (and so should stop it)."""
+#: Whether this process's Ray connection is one it started (a local Ray, stopped with
+#: everything in it) or one it joined (a cluster, or a ``ray start`` on this machine,
+#: whose Serve applications outlive this process). Set by :func:`init_ray`.
+_CONNECTION = {"started_local": False}
+
+
+def _would_start(target: str | None) -> bool:
+    """Whether ``ray.init(address=target)`` starts a new Ray rather than joining one.
+    With no address, Ray joins the latest ``ray start`` on this machine if there is one."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address(target) is None  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - private API; an address means joining
+        return not target or target == "local"
+
+
+def init_ray(address: str | None, *, ingress: str = "proxy") -> bool:
+    """Start or join Ray; returns True when this call connected (and so should disconnect
+    with :func:`shutdown_ray`, which stops Serve only in a Ray this process started).
+
+    ``ingress="haproxy"`` starts a local Ray whose Serve uses HAProxy ingress
+    (``RAY_SERVE_ENABLE_HA_PROXY``, read by Serve's processes when they start). A
+    cluster takes the setting from its own environment (see cluster/)."""
     apply_ray_defaults()
+    target = address or os.environ.get("RAY_ADDRESS")
+    if ingress == "haproxy" and (ray_running() or target) and \
+            os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
+        logging.getLogger("raymlops").warning(
+            "deploy.ingress is haproxy, but this process joins a Ray it did not start: "
+            "Serve uses whatever ingress that cluster was started with (set "
+            "RAY_SERVE_ENABLE_HA_PROXY=1 in its nodes' environment)")
     if ray_running():
         return False
+    starts = _would_start(target)
+    if ingress == "haproxy" and starts:
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     import ray
 
     # The dashboard stays on: it serves the State API, which Ray Train's placement-group
@@ -54,7 +86,6 @@ def init_ray(address: str | None) -> bool:
     # trial, a driver is interrupted) leaves its placement group, and its CPUs, reserved
     # until the driver exits: on a 2-CPU node, a tuning run left 2 CPUs reserved and the
     # next Ray Data stage waited for them forever.
-    target = address or os.environ.get("RAY_ADDRESS")
     # ray.init replaces the SIGTERM handler with one that calls sys.exit(15); the CLI's own
     # handler marks the run interrupted and exits 143, so it is put back afterwards.
     main_thread = threading.current_thread() is threading.main_thread()
@@ -71,6 +102,7 @@ def init_ray(address: str | None) -> bool:
                              f"still starting): {str(exc).splitlines()[0]}") from exc
     if callable(previous):
         signal.signal(signal.SIGTERM, previous)
+    _CONNECTION["started_local"] = starts
     quiet_ray()
     return True
 
@@ -91,10 +123,20 @@ def quiet_ray() -> None:
 def shutdown_ray() -> None:
     """Stop what this process started: Serve first, gracefully (each replica writes its
     buffered capture in its destructor), then Ray. ``ray.shutdown`` alone kills the
-    replicas without running their destructors."""
+    replicas without running their destructors.
+
+    A Ray this process joined (``--address``, ``RAY_ADDRESS``, a ``ray start`` on this
+    machine) is only disconnected from: its Serve, and every application other drivers
+    deployed there, stay up. ``serve.shutdown`` there would take down the whole cluster's
+    serving."""
     import ray
 
     if not ray.is_initialized():
+        return
+    started = _CONNECTION["started_local"]
+    _CONNECTION["started_local"] = False
+    if not started:
+        ray.shutdown()
         return
     try:
         from ray import serve

@@ -103,7 +103,7 @@ def _serving(args: argparse.Namespace, action: Any) -> Any:
     from raymlops._internal.ray_runtime import init_ray, shutdown_ray
 
     services = _services(args)
-    started = init_ray(args.address)
+    started = init_ray(args.address, ingress=services.config.deploy.ingress)
     change = None
     try:
         with contextlib.redirect_stdout(sys.stderr):

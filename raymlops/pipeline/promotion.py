@@ -154,26 +154,25 @@ def implement_with(services: Services, change: Change, name: str, version: str,
 
     result = None
     if deploy:
-        from raymlops.features import FittedFeatures
         from raymlops.serving.deploy import deploy as serve_deploy
 
-        model = _load(name, version, tracking_uri)
-        spec: FittedFeatures = model.features
         settings = services.config.deploy.model_copy(
             update={"name": app_name(services.config, env.name)})
         result = serve_deploy(settings, versions={str(version): f"models:/{name}/{version}"},
-                              weights={str(version): 100.0}, input_columns=spec.input_columns,
-                              numeric=spec.numeric, tracking_uri=tracking_uri,
+                              weights={str(version): 100.0}, tracking_uri=tracking_uri,
                               capture_root=services.workspace.capture_dir)
         services.record(actor=actor, action="deployed", obj=f"app:{result.app}",
-                        reason=result.reason, payload={"endpoint": result.endpoint,
-                                                       "weights": result.weights})
+                        reason=f"{result.reason}; placement {result.placement}: "
+                               f"{result.placement_reason}",
+                        payload={"endpoint": result.endpoint, "weights": result.weights,
+                                 "placement": result.placement})
         if emit:
             services.store.add_event(change.id, "promote", "model_deployed", {
                 "endpoint": result.endpoint, "weights": result.weights,
                 "previous_weights": result.previous_weights, "reason": result.reason,
                 "since": result.since, "env": env.name, "app": result.app,
-                "change": change.id, "deploy_version": result.deploy_version},
+                "change": change.id, "deploy_version": result.deploy_version,
+                "placement": result.placement, "placement_reason": result.placement_reason},
                 model_name=name, model_version=str(version))
     move_aliases(services, name, version, env.name, actor=actor, reason=change.id)
     registry.set_tag(name, version, CHANGE_TAG, change.id)
@@ -184,13 +183,6 @@ def implement_with(services: Services, change: Change, name: str, version: str,
                     f"@{env.name}", reason=f"{change.id}", payload=done.to_dict())
     witness_in_registry(services, name, version)
     return done, result
-
-
-def _load(name: str, version: str, tracking_uri: str) -> Any:
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
 
 
 def rollback(services: Services, name: str, env: str, *, actor: str, tracking_uri: str,

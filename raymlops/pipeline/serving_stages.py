@@ -69,7 +69,9 @@ def _deploy_events(ctx: Context, dep: DeployResult) -> list[Event]:
     return [Event("model_deployed", {
         "endpoint": dep.endpoint, "weights": dep.weights, "previous_weights": dep.previous_weights,
         "reason": dep.reason, "since": dep.since, "env": dep.env, "app": dep.app,
-        "change": dep.change, "deploy_version": dep.deploy_version}, model_name=reg.model_name,
+        "change": dep.change, "deploy_version": dep.deploy_version,
+        "placement": dep.placement, "placement_reason": dep.placement_reason},
+        model_name=reg.model_name,
         model_version=reg.version, dataset_digest=ctx["ingest"].digest)]
 
 

@@ -4,62 +4,71 @@ raymlops deploys through Serve's declarative API, as ``serve deploy`` does, not 
 ``serve.run``: Ray 2.60 removed ``Deployment.options(version=...)``, and a deployment
 made by ``serve.run`` gets a random code version, so every redeploy restarted every
 replica. A declarative application's code version is a hash of its import path,
-runtime env and ``args``; the args name the model versions, their URIs and the serving
-settings, so deploying the same thing again leaves the replicas as they are, while the
-traffic weights travel in the router's ``user_config`` and change with a reconfigure.
-The same config is what ``serve deploy`` or a RayService takes.
+runtime env and ``args``. The args hold the serving settings (and, for the separate
+shape, the versions: each is a deployment); the routing state (versions, weights,
+shadows) travels in the routing deployment's ``user_config``, so a new split, or a
+new co-located version, is a reconfigure and no replica restarts. The same config is
+what ``serve deploy`` or a RayService takes (``raymlops export-serve``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 IMPORT_PATH = "raymlops.serving.app:build_app"
+ROOT = "/"
+
+log = logging.getLogger(__name__)
+
+
+def _replica_options(resources: dict[str, Any]) -> dict[str, Any]:
+    actor: dict[str, Any] = {"num_cpus": float(resources["num_cpus"])}
+    if resources.get("num_gpus"):
+        actor["num_gpus"] = float(resources["num_gpus"])
+    out: dict[str, Any] = {"ray_actor_options": actor,
+                           "max_ongoing_requests": int(resources["max_ongoing_requests"])}
+    if resources.get("autoscaling"):
+        out["autoscaling_config"] = dict(resources["autoscaling"])
+    else:
+        out["num_replicas"] = int(resources["replicas"])
+    return out
 
 
 def build_app(args: dict[str, Any]) -> Any:
     """The application for ``args`` (see ``application_config``); called by Serve."""
-    from raymlops.names import capture_dir
-    from raymlops.serving import deployments
+    from raymlops.serving import server
 
-    model_version: Any = deployments.ModelVersion
-    router_cls: Any = deployments.Router
-    app = args["app"]
-    capture = args.get("capture") or {}
-    root = args.get("capture_root")
-    variants = {}
-    for version, uri in sorted(args["versions"].items()):
-        from pathlib import Path
-
-        folder = str(capture_dir(Path(root), app, version)) if root else None
-        variants[version] = model_version.options(
-            name=f"{app}-v{version}", num_replicas=int(args.get("replicas", 1)),
-            ray_actor_options={"num_cpus": float(args["cpus_per_replica"])},
-        ).bind(app, version, uri, args["tracking_uri"], folder, capture, app)
-    return router_cls.options(
-        name=f"{app}-router", num_replicas=1,
-        ray_actor_options={"num_cpus": float(args["router_cpus"])},
-    ).bind(app, variants, list(args["input_columns"]), list(args.get("numeric", [])))
+    settings = args["settings"]
+    app = settings["app"]
+    model_server: Any = server.ModelServer
+    if args["placement"] == "colocated":
+        return model_server.options(name=app, **_replica_options(args["replica"])
+                                    ).bind(settings)
+    version_server: Any = server.VersionServer
+    ingress: Any = server.Ingress
+    handles = {version: version_server.options(
+        name=server.version_deployment(app, version), **_replica_options(args["replica"])
+    ).bind(settings, version, uri) for version, uri in sorted(args["versions"].items())}
+    return ingress.options(name=app, **_replica_options(args["ingress"])).bind(settings,
+                                                                               handles)
 
 
-def application_config(*, app: str, versions: dict[str, str], weights: dict[str, float],
-                       input_columns: list[str], numeric: list[str], tracking_uri: str,
-                       capture_root: str | None,
-                       capture: dict[str, float], replicas: int, cpus_per_replica: float,
-                       router_cpus: float) -> dict[str, Any]:
+def application_config(*, app: str, placement: str, routing: dict[str, Any],
+                       settings: dict[str, Any], replica: dict[str, Any],
+                       ingress: dict[str, Any], route_prefix: str,
+                       access_log: bool = False) -> dict[str, Any]:
     """One entry of a Serve config's ``applications`` (``ServeApplicationSchema``)."""
-    return {
-        "name": app, "route_prefix": f"/{app}", "import_path": IMPORT_PATH,
-        "args": {"app": app, "versions": dict(sorted(versions.items())),
-                 "input_columns": list(input_columns), "numeric": list(numeric),
-                 "tracking_uri": tracking_uri,
-                 "capture_root": capture_root, "capture": dict(capture),
-                 "replicas": replicas, "cpus_per_replica": cpus_per_replica,
-                 "router_cpus": router_cpus},
-        "deployments": [{"name": f"{app}-router",
-                         "user_config": {"weights": {str(k): float(v)
-                                                     for k, v in weights.items()}}}],
-    }
+    args: dict[str, Any] = {"placement": placement, "settings": {"app": app, **settings},
+                            "replica": replica}
+    if placement == "separate":
+        args["versions"] = dict(sorted(routing["versions"].items()))
+        args["ingress"] = ingress
+    # Serve's per-request access log line costs about 4% of a one-row request; the
+    # per-version metrics count every request anyway (deploy.access_log turns it on)
+    return {"name": app, "route_prefix": route_prefix, "import_path": IMPORT_PATH,
+            "args": args, "logging_config": {"enable_access_log": access_log},
+            "deployments": [{"name": app, "user_config": {"routing": routing}}]}
 
 
 def code_version(config: dict[str, Any]) -> str:
@@ -88,15 +97,40 @@ def deployed_configs() -> dict[str, dict[str, Any]]:
     return out
 
 
+def root_holder(apps: dict[str, dict[str, Any]]) -> str | None:
+    return next((name for name, c in apps.items() if c.get("route_prefix") == ROOT), None)
+
+
+def choose_prefix(app: str, standard_paths: str, apps: dict[str, dict[str, Any]]
+                  ) -> tuple[str, str]:
+    """(route prefix, why) for ``app``: the root (the standard paths) or ``/<app>``."""
+    holder = root_holder(apps)
+    if standard_paths == "never":
+        return f"/{app}", "deploy.standard_paths is never"
+    if standard_paths == "always" or holder in (None, app):
+        taken = f"; {holder} moves to /{holder}" if holder not in (None, app) else ""
+        return ROOT, f"{app} answers the standard paths (/invocations, /v2/...){taken}"
+    return f"/{app}", (f"{holder} holds the standard paths; {app} answers under /{app} "
+                       "(set deploy.standard_paths: always to take them)")
+
+
 def apply(config: dict[str, Any], *, host: str, port: int) -> None:
     """Deploy one application declaratively, keeping every other one as it runs.
 
     A declarative apply replaces the whole set of declarative applications, so the new
-    config is the running ones plus this one (replacing an older config of the same name).
+    config is the running ones plus this one (replacing an older config of the same
+    name). An application that held the root route gives it up to this one when this
+    one takes it, and answers under its own prefix (it always does too).
     """
     from ray.serve.schema import ServeDeploySchema
 
     apps = deployed_configs()
+    if config["route_prefix"] == ROOT:
+        for name, other in apps.items():
+            if name != config["name"] and other.get("route_prefix") == ROOT:
+                apps[name] = {**other, "route_prefix": f"/{name}"}
+                log.info("serve: %s gives the root route to %s and answers under /%s", name,
+                         config["name"], name)
     apps[config["name"]] = config
     schema = ServeDeploySchema.model_validate({
         "http_options": {"host": host, "port": port},

@@ -2,9 +2,10 @@
 
 What is captured is the request after the one row normalization, PII policy included
 (hashed and generalized columns are never written raw), with the prediction, the time
-and the request id. A replica writes its buffer when it holds ``max_rows`` rows, when
-the oldest row is ``max_age_s`` old (a timer, not the next request), when the control
-actor asks (``raymlops.serving.control``), and when the replica shuts down.
+and the request id. A replica's follower thread writes its buffer when it holds ``max_rows``
+rows, when the oldest row is ``max_age_s`` old (a timer, not the next request), when the
+control actor asks (``raymlops.serving.control``), and when the replica shuts down; a
+write never happens on the request path.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class CaptureBuffer:
         self.written = 0
 
     def add(self, frame: pd.DataFrame) -> None:
+        """Buffer rows; the follower thread writes them (never the request path)."""
         if self.directory is None:
             return
         with self._lock:
@@ -46,14 +48,12 @@ class CaptureBuffer:
                 self._since = time.monotonic()
             self._frames.append(frame)
             self._rows += len(frame)
-            due = self._rows >= self.max_rows
-        if due:
-            self.flush()
 
     def due(self) -> bool:
-        """Whether the oldest buffered row has waited ``max_age_s``."""
+        """Whether ``max_rows`` rows are buffered, or the oldest has waited ``max_age_s``."""
         with self._lock:
-            return bool(self._frames) and time.monotonic() - self._since >= self.max_age_s
+            return bool(self._frames) and (self._rows >= self.max_rows or
+                                           time.monotonic() - self._since >= self.max_age_s)
 
     def flush(self) -> int:
         """Write what is buffered; returns the rows written so far. Thread-safe."""
@@ -77,18 +77,25 @@ class CaptureBuffer:
 class Follower:
     """A replica's background thread: the age timer, and the control actor's requests.
 
-    ``poll(acked_epoch, written)`` returns the epoch the control actor wants; when it
-    moves past the last one flushed, the buffer is flushed and the new epoch reported.
+    ``poll(acked_epoch, written, generation)`` reports to the control actor and returns
+    (the flush epoch it wants, the newest routing generation). When the epoch moves past
+    the last one flushed, every buffer is flushed and the new epoch reported; when the
+    generation moves past the one routed by, ``follow(generation)`` fetches the new
+    routing state and returns the generation it now routes by.
     """
 
-    def __init__(self, buffer: CaptureBuffer, poll: Callable[[int, int], int] | None, *,
-                 interval_s: float = 0.1) -> None:
-        self.buffer = buffer
+    def __init__(self, buffers: Callable[[], list[CaptureBuffer]],
+                 poll: Callable[[int, int, int], tuple[int, int]] | None, *,
+                 follow: Callable[[int], int] | None = None, generation: Callable[[], int]
+                 | None = None, interval_s: float = 0.1) -> None:
+        self.buffers = buffers
         self.poll = poll
+        self.follow = follow
+        self.generation = generation or (lambda: 0)
         self.interval_s = interval_s
         self.acked = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="raymlops-capture",
+        self._thread = threading.Thread(target=self._loop, name="raymlops-follower",
                                         daemon=True)
         self._thread.start()
 
@@ -97,21 +104,32 @@ class Follower:
             try:
                 self.tick()
             except Exception as exc:  # noqa: BLE001 - a monitoring thread must not die
-                log.warning("capture follower: %s: %s", type(exc).__name__, exc)
+                log.warning("replica follower: %s: %s", type(exc).__name__, exc)
+
+    def written(self) -> int:
+        return sum(b.written for b in self.buffers())
+
+    def flush(self) -> int:
+        for buffer in self.buffers():
+            buffer.flush()
+        return self.written()
 
     def tick(self) -> None:
-        if self.buffer.due():
-            self.buffer.flush()
+        for buffer in self.buffers():
+            if buffer.due():
+                buffer.flush()
         if self.poll is None:
             return
-        wanted = self.poll(self.acked, self.buffer.written)
+        wanted, newest = self.poll(self.acked, self.written(), self.generation())
+        if self.follow is not None and newest > self.generation():
+            self.follow(newest)
         if wanted > self.acked:
-            written = self.buffer.flush()
+            written = self.flush()
             self.acked = wanted
-            self.poll(self.acked, written)
+            self.poll(self.acked, written, self.generation())
 
     def stop(self) -> int:
         """Stop the thread and write what is left (replica shutdown)."""
         self._stop.set()
         self._thread.join(timeout=5)
-        return self.buffer.flush()
+        return self.flush()

@@ -32,18 +32,50 @@ class ServingControl:
         # never hands out an epoch a replica already acknowledged.
         self.epoch = int(time.time() * 1000)
         self.acks: dict[str, tuple[int, int, float]] = {}  # replica -> (epoch, written, at)
+        self.state: dict[str, Any] | None = None  # the routing state (RoutingState.to_dict)
+        self.seen: dict[str, int] = {}  # replica -> the routing generation it routes by
+        self.failures: dict[str, tuple[int, str]] = {}  # replica -> (generation, why)
 
     def request_flush(self) -> int:
         self.epoch += 1
         return self.epoch
 
-    def poll(self, replica: str, acked_epoch: int, written: int) -> int:
-        """A replica reports the epoch it flushed for; the answer is the epoch to reach."""
+    def poll(self, replica: str, acked_epoch: int, written: int,
+             generation: int = 0) -> tuple[int, int]:
+        """A replica reports the flush epoch it reached and the routing generation it
+        routes by; the answer is the epoch to reach and the newest routing generation."""
         self.acks[replica] = (acked_epoch, written, time.time())
-        return self.epoch
+        self.seen[replica] = generation
+        return self.epoch, self.generation()
+
+    def generation(self) -> int:
+        return int(self.state["generation"]) if self.state else 0
+
+    def set_routing(self, state: dict[str, Any]) -> int:
+        """Keep ``state`` if it is newer than the one held; returns the generation held."""
+        if int(state.get("generation", 0)) > self.generation():
+            self.state = dict(state)
+        return self.generation()
+
+    def routing(self) -> dict[str, Any] | None:
+        return self.state
+
+    def report_failure(self, replica: str, generation: int, message: str) -> None:
+        self.failures[replica] = (generation, message)
+
+    def failed(self, generation: int) -> dict[str, str]:
+        """Replicas that could not take ``generation`` (a version failed to load)."""
+        return {r: m for r, (g, m) in self.failures.items() if g == generation}
+
+    def routed_by(self, generation: int, deployments: list[str] | None = None
+                  ) -> dict[str, int]:
+        """Replicas (of ``deployments``) routing by ``generation`` or a newer one."""
+        return {r: g for r, g in self.seen.items() if g >= generation and (
+            deployments is None or r.split("#", 1)[0] in deployments)}
 
     def leave(self, replica: str) -> None:
         self.acks.pop(replica, None)
+        self.seen.pop(replica, None)
 
     def acknowledged(self, epoch: int, deployments: list[str] | None = None) -> dict[str, int]:
         """Replicas (of ``deployments``) that flushed for ``epoch`` or later, with the rows
@@ -98,6 +130,8 @@ def flush_all(app: str, deployments: list[str], timeout_s: float = 30.0) -> int:
         expected = running_replicas(app, deployments)
         if expected and len(acked) >= expected:
             return int(sum(acked.values()))
+        if not expected and time.monotonic() > deadline - timeout_s + 2:
+            return int(sum(acked.values()))  # no replica runs (scaled to zero)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(acked)} of {expected} replicas of {app} flushed their "
                                f"capture within {timeout_s:.0f}s")

@@ -1,9 +1,10 @@
-"""Deploy: put model versions behind the router on Ray Serve, with explicit traffic weights.
+"""Deploy: serve model versions on Ray Serve with explicit traffic weights and shadows.
 
 Idempotent: the application is deployed declaratively (``raymlops.serving.app``), so its
-code version is a hash of what its replicas run (the model versions and URIs, the
-serving settings); deploying the same thing again leaves the running replicas as they
-are, and a weights-only change is a ``reconfigure``. The HTTP port is checked first, so
+code version is a hash of the serving settings (and, for the separate shape, its
+versions); deploying the same thing again leaves the running replicas as they are, and
+a new split or a new co-located version is a ``reconfigure``, pushed first through the
+control actor so that every replica routes by it within a poll. The HTTP port is checked first, so
 a port taken by another process gives a one-line error instead of a proxy that never
 starts.
 """
@@ -39,6 +40,12 @@ class DeployResult(BaseModel):
     #: the environment it serves and the change record that put it there (the driver's)
     env: str = ""
     change: str = ""
+    #: colocated | separate, and why (deploy.placement, or what auto measured)
+    placement: str = ""
+    placement_reason: str = ""
+    route_prefix: str = ""
+    shadows: dict[str, float] = {}
+    routing_generation: int = 0
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -80,22 +87,63 @@ def endpoint_url(deploy: DeployConfig) -> str:
     return f"http://{host}:{deploy.port}/{deploy.name}/invocations"
 
 
+def _settings(deploy: DeployConfig, tracking_uri: str, capture_root: Path | None
+              ) -> dict[str, Any]:
+    """The serving settings every replica gets (a change restarts the replicas)."""
+    return {"tracking_uri": tracking_uri,
+            "capture_root": str(capture_root) if capture_root and deploy.capture else None,
+            "capture": {"max_rows": deploy.capture_max_rows,
+                        "max_age_s": deploy.capture_flush_s},
+            "batching": deploy.batching.model_dump(), "routing": deploy.routing.model_dump(),
+            "max_body_bytes": deploy.max_body_bytes}
+
+
+def _resources(deploy: DeployConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(each serving replica's options, the separate shape's ingress options)."""
+    autoscaling = None
+    if deploy.autoscaling is not None:
+        autoscaling = deploy.autoscaling.model_dump()
+    replica = {"num_cpus": deploy.cpus_per_replica, "num_gpus": deploy.gpus_per_replica,
+               "replicas": deploy.replicas, "autoscaling": autoscaling,
+               "max_ongoing_requests": deploy.max_ongoing_requests}
+    ingress = {**replica, "num_cpus": deploy.router_cpus, "num_gpus": 0.0}
+    return replica, ingress
+
+
 def deploy(deploy: DeployConfig, *, versions: dict[str, str], weights: dict[str, float],
-           input_columns: list[str], tracking_uri: str, capture_root: Path | None,
-           numeric: list[str] | None = None, timeout_s: float = 180.0) -> DeployResult:
-    """Deploy ``versions`` (version -> model URI) with ``weights`` (version -> percent)."""
-    from raymlops.serving import app, control
+           tracking_uri: str, capture_root: Path | None,
+           shadows: dict[str, float] | None = None, timeout_s: float = 180.0) -> DeployResult:
+    """Serve ``versions`` (version -> model URI) with ``weights`` (version -> percent of
+    primary traffic) and ``shadows`` (version -> percent of requests mirrored)."""
+    from raymlops.serving import app, control, placement, routing
 
     ensure_serve(deploy)
-    control.get_or_create(deploy.name)
-    previous = live_weights(deploy.name)
+    actor = control.get_or_create(deploy.name)
+    previous = current_routing(deploy.name)
+    try:
+        state = routing.plan(deploy.name, versions, weights, shadows, previous=previous)
+    except ValueError as exc:
+        raise DeploymentError(f"cannot route {deploy.name}: {exc}") from None
+    if previous is not None and (previous.versions, previous.weights, previous.shadows) == (
+            state.versions, state.weights, state.shadows):
+        state = previous  # the same split: nothing for the replicas to take
+    sizes = {v: placement.artifact_bytes(uri, tracking_uri) for v, uri in state.versions.items()}
+    shape, shape_reason = placement.decide(deploy, sizes)
+    prefix, prefix_reason = app.choose_prefix(deploy.name, deploy.standard_paths,
+                                              app.deployed_configs())
+    replica, ingress = _resources(deploy)
     config = app.application_config(
-        app=deploy.name, versions=versions, weights=weights, input_columns=input_columns,
-        numeric=list(numeric or []), tracking_uri=tracking_uri,
-        capture_root=str(capture_root) if capture_root and deploy.capture else None,
-        capture={"max_rows": deploy.capture_max_rows, "max_age_s": deploy.capture_flush_s},
-        replicas=deploy.replicas, cpus_per_replica=deploy.cpus_per_replica,
-        router_cpus=deploy.router_cpus)
+        app=deploy.name, placement=shape, routing=state.to_dict(),
+        settings=_settings(deploy, tracking_uri, capture_root), replica=replica,
+        ingress=ingress, route_prefix=prefix, access_log=deploy.access_log)
+    import ray
+
+    # the fast path first: running replicas load and route by it within a poll
+    held = int(ray.get(actor.set_routing.remote(state.to_dict()), timeout=30))
+    if held != state.generation and state is not previous:
+        raise DeploymentError(f"the control actor of {deploy.name} holds a newer split "
+                              f"(generation {held}) than this deploy's ({state.generation}); "
+                              "another deploy ran at the same time: retry")
     try:
         app.apply(config, host=deploy.host, port=deploy.port)
     except Exception as exc:
@@ -104,14 +152,67 @@ def deploy(deploy: DeployConfig, *, versions: dict[str, str], weights: dict[str,
                               ) from exc
     url = endpoint_url(deploy)
     wait_running(deploy.name, config, timeout_s)
+    wait_routed(deploy.name, state.generation, timeout_s)
     wait_healthy(url.rsplit("/", 1)[0] + "/health", timeout_s)
     version = app.code_version(config)
-    reason = rollout_reason(previous, weights)
-    log.info("deploy: %s serves versions %s with weights %s at %s (code version %s); %s",
-             deploy.name, sorted(versions), weights, url, version[:12], reason)
-    return DeployResult(app=deploy.name, endpoint=url, weights=weights, model_uris=versions,
-                        since=datetime.now(UTC).isoformat(), deploy_version=version,
-                        previous_weights=previous, reason=reason)
+    reason = rollout_reason(previous.weights if previous else {}, state.weights,
+                            state.shadows)
+    log.info("deploy: %s serves %s at %s (code version %s); %s; placement: %s; route: %s",
+             deploy.name, state.weights, url, version[:12], reason, shape_reason,
+             prefix_reason)
+    return DeployResult(app=deploy.name, endpoint=url, weights=state.weights,
+                        model_uris=dict(state.versions), since=datetime.now(UTC).isoformat(),
+                        deploy_version=version,
+                        previous_weights=previous.weights if previous else {}, reason=reason,
+                        placement=shape, placement_reason=shape_reason, route_prefix=prefix,
+                        shadows=state.shadows, routing_generation=state.generation)
+
+
+def current_routing(app_name: str) -> Any:
+    """The routing state ``app_name`` routes by now (control actor, else its config)."""
+    import ray
+
+    from raymlops.serving import app, control
+    from raymlops.serving.routing import RoutingState
+
+    try:
+        raw = ray.get(control.lookup(app_name).routing.remote(), timeout=30)
+    except ValueError:  # no control actor: nothing served under this name yet
+        raw = None
+    if raw is None:
+        config = app.deployed_configs().get(app_name) or {}
+        deployments = config.get("deployments") or [{}]
+        raw = (deployments[0].get("user_config") or {}).get("routing")
+    return RoutingState.from_dict(raw) if raw else None
+
+
+def wait_routed(name: str, generation: int, timeout_s: float) -> None:
+    """Until every running replica of ``name`` routes by ``generation`` (or newer)."""
+    import ray
+    from ray import serve
+
+    from raymlops.serving import control
+
+    actor = control.lookup(name)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        routed = ray.get(actor.routed_by.remote(generation, [name]), timeout=30)
+        expected = control.running_replicas(name, [name])
+        if expected and len(routed) >= expected:
+            return
+        failed = ray.get(actor.failed.remote(generation), timeout=30)
+        if failed:
+            replica, message = sorted(failed.items())[0]
+            raise DeploymentError(f"{len(failed)} replica(s) of {name} could not take the new "
+                                  f"split; {replica}: {message}")
+        status = serve.status().applications.get(name)
+        if not expected and status is not None and str(status.status).endswith("RUNNING"):
+            return  # scaled to zero (autoscaling min_replicas 0): the next replica starts
+                    # with the newest split
+        if time.monotonic() > deadline:
+            raise DeploymentError(f"{len(routed)} of {expected} replicas of {name} took the "
+                                  f"new routing within {timeout_s:.0f}s")
+        time.sleep(0.05)
 
 
 def wait_running(name: str, config: dict[str, Any], timeout_s: float) -> None:
@@ -138,7 +239,7 @@ def wait_running(name: str, config: dict[str, Any], timeout_s: float) -> None:
 
 
 def live_state(app: str) -> dict[str, Any]:
-    """The running application's weights and code version, or {} when none runs."""
+    """The running application's weights, shadows and code version, or {} when none runs."""
     from ray import serve
 
     from raymlops.serving.app import code_version, deployed_configs
@@ -146,8 +247,9 @@ def live_state(app: str) -> dict[str, Any]:
     status = serve.status().applications.get(app)
     if status is None or not str(status.status).endswith("RUNNING"):
         return {}
-    handle = serve.get_deployment_handle(f"{app}-router", app_name=app)
-    state: dict[str, Any] = {"weights": dict(handle.weights.remote().result(timeout_s=30))}
+    routing = current_routing(app)
+    state: dict[str, Any] = {"weights": dict(routing.weights) if routing else {},
+                             "shadows": dict(routing.shadows) if routing else {}}
     config = deployed_configs().get(app)
     if config:
         state["deploy_version"] = code_version(config)
@@ -160,7 +262,7 @@ def still_serving(result: DeployResult) -> bool:
         return False
     state = live_state(result.app)
     return bool(state) and state.get("deploy_version") == result.deploy_version and \
-        state.get("weights") == result.weights
+        state.get("weights") == result.weights and state.get("shadows") == result.shadows
 
 
 def wait_healthy(url: str, timeout_s: float) -> None:
@@ -184,19 +286,30 @@ def live_weights(app: str) -> dict[str, float]:
     return dict(live_state(app).get("weights", {}))
 
 
-def rollout_reason(previous: dict[str, float], weights: dict[str, float]) -> str:
+def rollout_reason(previous: dict[str, float], weights: dict[str, float],
+                   shadows: dict[str, float] | None = None) -> str:
     """Why the versions get the traffic they get (logged and written to lineage)."""
     described = ", ".join(f"version {v} {w:g}%" for v, w in sorted(weights.items()))
+    if shadows:
+        described += "; shadows " + ", ".join(f"version {v} mirrors {s:g}%"
+                                              for v, s in sorted(shadows.items()))
     if not previous:
         return f"no version of this model is serving: {described}"
     if previous == weights:
         return f"the same split is serving ({described}): deployed in place"
-    return (f"{described} replaces {previous} in one step; progressive strategies "
-            "(canary, blue-green, shadow, A/B) are not configurable yet")
+    return (f"{described} replaces {previous} in one step (a rollout controller that "
+            "steps the weights comes with progressive delivery)")
 
 
-def flush_capture(app: str, versions: list[str], timeout_s: float = 30.0) -> int:
-    """Every replica of every version writes its buffered capture; returns rows written."""
+def flush_capture(app: str, versions: list[str] | None = None, timeout_s: float = 30.0) -> int:
+    """Every replica of ``app`` writes its buffered capture (every version it holds);
+    returns the rows they have written in all."""
+    from raymlops.serving.app import deployed_configs
     from raymlops.serving.control import flush_all
+    from raymlops.serving.server import version_deployment
 
-    return flush_all(app, [f"{app}-v{v}" for v in versions], timeout_s=timeout_s)
+    config = deployed_configs().get(app) or {}
+    deployments = [app]
+    if (config.get("args") or {}).get("placement") == "separate":
+        deployments = [version_deployment(app, v) for v in config["args"]["versions"]]
+    return flush_all(app, deployments, timeout_s=timeout_s)

@@ -14,7 +14,10 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import itertools
 import json
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -23,8 +26,8 @@ from raymlops.features.normalize import Normalized
 
 JSON_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 MAX_ROWS = 10_000
-_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "REQUEST_TOO_LARGE",
-                415: "UNSUPPORTED_MEDIA_TYPE"}
+#: MLflow's own error codes (its ErrorCode names); the HTTP status says the rest
+_ERROR_CODES = {403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND", 503: "TEMPORARILY_UNAVAILABLE"}
 
 
 class BadRequest(Exception):
@@ -64,6 +67,33 @@ def _hint(name: str, names: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+@dataclass
+class Rows:
+    """A request's rows by column, values as sent. A DataFrame is made once per batch
+    (``concat``), not once per request: on the one-row path that is most of the cost."""
+
+    columns: dict[str, list[Any]]
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> Rows:
+        return cls({str(c): frame[c].tolist() for c in frame.columns}, len(frame))
+
+    def frame(self) -> pd.DataFrame:
+        return Rows.concat([self], list(self.columns))
+
+    @staticmethod
+    def concat(parts: list[Rows], columns: list[str]) -> pd.DataFrame:
+        """The ``columns`` of every part, one after another, as object columns."""
+        if not any(p.count for p in parts):
+            return pd.DataFrame(columns=columns)
+        return pd.DataFrame({c: pd.Series(list(itertools.chain.from_iterable(
+            p.columns[c] for p in parts)), dtype=object) for c in columns})
+
+
 #: what ``params.output`` may ask for, as the model's pyfunc takes it
 OUTPUTS = ("score", "decision")
 
@@ -76,7 +106,7 @@ def _output_of(params: dict[str, Any]) -> str:
     if unknown:
         raise BadRequest(f"params.{unknown[0]}", "unknown parameter; the model takes 'output'")
     output = params.get("output", "score")
-    if output not in OUTPUTS:
+    if not isinstance(output, str) or output not in OUTPUTS:
         raise BadRequest("params.output", f"expected one of {', '.join(OUTPUTS)}, got "
                          f"{output!r}")
     return str(output)
@@ -89,13 +119,20 @@ def parse_body(body: bytes, content_type: str | None, columns: list[str]) -> pd.
 
 def parse_request(body: bytes, content_type: str | None,
                   columns: list[str]) -> tuple[pd.DataFrame, str]:
+    """``parse_rows`` with the rows as a DataFrame."""
+    rows, output = parse_rows(body, content_type, columns)
+    return rows.frame(), output
+
+
+def parse_rows(body: bytes, content_type: str | None,
+               columns: list[str]) -> tuple[Rows, str]:
     """Parse a scoring request into (rows, output). ``columns`` is the model's input
     order: positional rows follow it, and every record must have each of them."""
     kind = (content_type or "application/json").split(";")[0].strip().lower()
     if not body:
         raise BadRequest("body", "the request body is empty")
     if kind == "text/csv":
-        return _limit(_from_csv(body)), "score"
+        return _limit(Rows.of(_from_csv(body))), "score"
     if kind not in ("application/json", "application/x-json", ""):
         raise BadRequest("content-type", f"unsupported content type {kind!r}; "
                          "use application/json or text/csv", status=415)
@@ -117,12 +154,12 @@ def parse_request(body: bytes, content_type: str | None,
     key = present[0]
     value = payload[key]
     if key == "dataframe_split":
-        frame = _from_split(value)
+        rows = _from_split(value)
     elif key == "dataframe_records":
-        frame = _from_records(value, key, columns)
+        rows = _from_records(value, key, columns)
     else:
-        frame = _from_tensor_like(value, key, columns)
-    return _limit(frame), _output_of(payload.get("params") or {})
+        rows = _from_tensor_like(value, key, columns)
+    return _limit(rows), _output_of(payload.get("params") or {})
 
 
 def _from_csv(body: bytes) -> pd.DataFrame:
@@ -131,7 +168,7 @@ def _from_csv(body: bytes) -> pd.DataFrame:
         header = next(csv.reader(io.StringIO(text)), [])
     except (UnicodeDecodeError, csv.Error) as exc:
         raise BadRequest("body", f"not valid CSV: {exc}") from None
-    duplicated = sorted({c for c in header if header.count(c) > 1})
+    duplicated = sorted(c for c, n in Counter(header).items() if n > 1)
     if duplicated:
         raise BadRequest(duplicated[0], "the column appears twice in the CSV header")
     try:
@@ -142,22 +179,22 @@ def _from_csv(body: bytes) -> pd.DataFrame:
         raise BadRequest("body", f"not valid CSV: {str(exc).splitlines()[0]}") from None
 
 
-def _limit(frame: pd.DataFrame) -> pd.DataFrame:
-    if len(frame) == 0:
+def _limit(rows: Rows) -> Rows:
+    if rows.count == 0:
         raise BadRequest("body", "the request holds no rows")
-    if len(frame) > MAX_ROWS:
-        raise BadRequest("body", f"{len(frame)} rows exceed the limit of {MAX_ROWS} per request",
+    if rows.count > MAX_ROWS:
+        raise BadRequest("body", f"{rows.count} rows exceed the limit of {MAX_ROWS} per request",
                          status=413)
-    return frame
+    return rows
 
 
-def _from_split(value: Any) -> pd.DataFrame:
+def _from_split(value: Any) -> Rows:
     if not isinstance(value, dict):
         raise BadRequest("dataframe_split", "expected an object with 'columns' and 'data'")
     columns, data = value.get("columns"), value.get("data")
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise BadRequest("dataframe_split.columns", "expected a list of column names")
-    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    duplicated = sorted(c for c, n in Counter(columns).items() if n > 1)
     if duplicated:
         raise BadRequest("dataframe_split.columns", f"column {duplicated[0]!r} appears twice")
     if not isinstance(data, list):
@@ -169,15 +206,12 @@ def _from_split(value: Any) -> pd.DataFrame:
     return _frame(data, columns)
 
 
-def _frame(rows: list[list[Any]], columns: list[str]) -> pd.DataFrame:
-    """Rows of JSON values to a frame of Python objects (no type inference, no casts)."""
-    if not rows:
-        return pd.DataFrame(columns=columns)
-    return pd.DataFrame({c: pd.Series([r[j] for r in rows], dtype=object)
-                         for j, c in enumerate(columns)})
+def _frame(rows: list[list[Any]], columns: list[str]) -> Rows:
+    """Rows of JSON values by column, as sent (no type inference, no casts)."""
+    return Rows({c: [r[j] for r in rows] for j, c in enumerate(columns)}, len(rows))
 
 
-def _from_records(value: Any, key: str, columns: list[str]) -> pd.DataFrame:
+def _from_records(value: Any, key: str, columns: list[str]) -> Rows:
     if not isinstance(value, list):
         raise BadRequest(key, "expected a list of objects, one per row")
     for i, row in enumerate(value):
@@ -190,10 +224,10 @@ def _from_records(value: Any, key: str, columns: list[str]) -> pd.DataFrame:
                                  "record needs every input column (null for a missing value)",
                                  row=i)
     names = list(dict.fromkeys([*columns, *(k for row in value for k in row)]))
-    return _frame([[row.get(c) for c in names] for row in value], names)
+    return Rows({c: [row.get(c) for row in value] for c in names}, len(value))
 
 
-def _from_tensor_like(value: Any, key: str, columns: list[str]) -> pd.DataFrame:
+def _from_tensor_like(value: Any, key: str, columns: list[str]) -> Rows:
     if isinstance(value, dict):
         lengths = set()
         for column, values in value.items():
@@ -202,9 +236,8 @@ def _from_tensor_like(value: Any, key: str, columns: list[str]) -> pd.DataFrame:
             lengths.add(len(values))
         if len(lengths) > 1:
             raise BadRequest(key, "all columns must have the same number of values")
-        names = list(value)
         count = lengths.pop() if lengths else 0
-        return _frame([[value[c][i] for c in names] for i in range(count)], names)
+        return Rows({c: list(v) for c, v in value.items()}, count)
     if not isinstance(value, list):
         raise BadRequest(key, "expected a list of rows or an object of columns")
     if value and all(isinstance(r, dict) for r in value):
@@ -216,7 +249,7 @@ def _from_tensor_like(value: Any, key: str, columns: list[str]) -> pd.DataFrame:
     return _frame(value, columns)
 
 
-def require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
+def require_columns(frame: pd.DataFrame | Rows, columns: list[str]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         extra = [c for c in frame.columns if c not in columns]

@@ -246,8 +246,8 @@ def test_a_live_replica_builds_the_training_feature_vectors(ws, demo_run, produc
     config = load_config(yaml.safe_load(resources.files("raymlops").joinpath(
         "_resources/demo.yaml").read_text()))
     rows = production_rows.head(100)
-    replica = serve.get_deployment_handle("demo-lending-v1", app_name="demo-lending")
-    vectors = np.array(replica.features_of.remote(rows).result(timeout_s=60))
+    replica = serve.get_deployment_handle("demo-lending", app_name="demo-lending")
+    vectors = np.array(replica.features_of.remote("1", rows).result(timeout_s=60))
     key, _ = load_pii_key(ws.root)
     checked = RowChecker(config.data, fitted.spec)(
         Protector(config.data.pii, key)(rows).assign(defaulted=0))
@@ -375,7 +375,7 @@ def test_rerun_with_the_same_run_id_reuses_stages_and_what_serves(ws, demo_run, 
     store = LineageStore(ws.lineage_url)
     events_before = [e.kind for e in store.events(run_id=run_id)]
     status_before = _cli_json("status", "--workdir", str(ws.root))
-    replica = serve.get_deployment_handle("demo-lending-v1", app_name="demo-lending")
+    replica = serve.get_deployment_handle("demo-lending", app_name="demo-lending")
     identity = replica.identity.remote().result(timeout_s=30)
     summary = Pipeline(config, workdir=ws.root, run_id=run_id).run()
     for name in ("ingest", "validate", "preprocess", "train", "evaluate", "register", "deploy"):

@@ -8,7 +8,6 @@ and when it shuts down.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,19 +15,15 @@ import requests
 
 from raymlops.config import DeployConfig
 from raymlops.serving.deploy import deploy, flush_capture
-from tests.training_helpers import train_config, train_on
 
 pytestmark = pytest.mark.integration
 APP = "capture-test"
 
 
 @pytest.fixture(scope="module")
-def model(prepared):
-    result, ws, _ = train_on(prepared, train_config("xgboost", params={"num_boost_round": 10}),
-                             "serving-model")
-    rows = pd.read_parquet(prepared["prep"].test).drop(columns=["_label"]).head(1)
-    yield {"uri": result.model_uri, "ws": ws, "row": rows.to_dict("records")[0],
-           "features": prepared["prep"].features}
+def model(serving_models):
+    yield {"uri": serving_models["uris"]["1"], "ws": serving_models["ws"],
+           "row": serving_models["rows"].head(1).to_dict("records")[0]}
     from ray import serve
 
     serve.delete(APP)
@@ -36,12 +31,8 @@ def model(prepared):
 
 def _deploy(model, serve_port, **settings):
     config = DeployConfig(name=APP, port=serve_port, **settings)
-    from raymlops.features import FittedFeatures
-
-    columns = FittedFeatures.load(Path(model["features"])).input_columns
     return deploy(config, versions={"1": model["uri"]}, weights={"1": 100.0},
-                  input_columns=columns, tracking_uri=model["ws"].mlflow_uri,
-                  capture_root=model["ws"].capture_dir)
+                  tracking_uri=model["ws"].mlflow_uri, capture_root=model["ws"].capture_dir)
 
 
 def _captured(model) -> pd.DataFrame:
@@ -66,7 +57,7 @@ def test_a_redeploy_of_the_same_thing_keeps_the_replicas(model, serve_port):
     from ray import serve
 
     first = _deploy(model, serve_port, replicas=1)
-    handle = serve.get_deployment_handle(f"{APP}-v1", app_name=APP)
+    handle = serve.get_deployment_handle(APP, app_name=APP)
     identity = handle.identity.remote().result(timeout_s=30)
     again = _deploy(model, serve_port, replicas=1)
     assert again.deploy_version == first.deploy_version
