@@ -4,7 +4,9 @@
 - ``governance``: ``approve``, ``promote``, ``rollback``, ``changes``, ``audit verify``;
 - ``inspect``: ``lineage``, ``status`` (questions to the lineage store);
 - ``quality``: ``evaluate`` (a registered version on a labelled table);
-- ``data``: ``schema``, ``drift`` (tables).
+- ``serving``: ``serve`` (a registered model in the foreground), ``export-serve``;
+- ``data``: ``schema``, ``drift`` (tables);
+- ``usage``: ``usage`` (CPU- and GPU-hours per project, model and day).
 
 Failures print one line; the traceback of an unexpected error goes to
 ``<workdir>/logs/last-error.log``. Exit codes are listed in ``raymlops --help`` and in
@@ -20,12 +22,12 @@ import sys
 import traceback
 from types import FrameType
 
-from raymlops.cli import data, governance, inspect, quality, run
+from raymlops.cli import data, governance, inspect, quality, run, serving, usage
 from raymlops.cli._common import setup_logging
 from raymlops.errors import EXIT_CODES, RaymlopsError, Terminated
 from raymlops.workspace import Workspace
 
-GROUPS = (run, quality, governance, inspect, data)
+GROUPS = (run, quality, serving, governance, inspect, data, usage)
 
 
 def build_parser() -> argparse.ArgumentParser:

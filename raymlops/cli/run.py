@@ -34,6 +34,9 @@ def add_commands(sub: Any) -> None:
                      help="override a config key, e.g. --set deploy.port=8123 (YAML value)")
     run.add_argument("--keep-serving", action="store_true",
                      help="keep a local endpoint up after the run until Ctrl-C")
+    run.add_argument("--until", default=None, metavar="STAGE",
+                     help="stop after this stage (ingest, validate, preprocess, train, "
+                     "register, evaluate, deploy, monitor); --run-id continues the run")
     run.set_defaults(handler=cmd_run)
 
     retrain = sub.add_parser("retrain", help="train a registered version again from what it "
@@ -69,16 +72,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_run_id(args.run_id)
     config = load_config(args.config, overrides(args.set))
     return run_pipeline(args, config, Workspace.at(args.workdir), run_id=args.run_id,
-                        address=args.address)
+                        address=args.address, until=args.until)
 
 
 def run_pipeline(args: argparse.Namespace, config: Any, ws: Workspace, *, run_id: str | None,
-                 address: str | None) -> int:
+                 address: str | None, until: str | None = None) -> int:
     from raymlops.pipeline import Pipeline
 
     keep = bool(getattr(args, "keep_serving", False))
     pipeline = Pipeline(config, workdir=ws.root, run_id=run_id, address=address,
-                        shutdown_ray=not keep)
+                        shutdown_ray=not keep, until=until)
     # Libraries print progress to stdout (MLflow: "Successfully registered model ...");
     # stdout is for our own output, so theirs goes to stderr while the pipeline runs.
     with contextlib.redirect_stdout(sys.stderr):
@@ -124,6 +127,13 @@ def summary_text(summary: Any, ws: Workspace, serving: bool) -> str:
                      f"p99 {replay.get('p99_ms', 0):.1f} ms")
     else:
         lines.append("  traffic     none replayed (monitor.replay is not configured)")
+    total = (summary.usage or {}).get("total")
+    if total:
+        mb = {key: total.get(key, 0) / 2**20 for key in ("peak_memory_bytes", "spilled_bytes")}
+        lines.append(f"  usage       {total.get('cpu_seconds', 0):.1f} CPU-s, "
+                     f"{total.get('gpu_seconds', 0):.1f} GPU-s, peak memory "
+                     f"{mb['peak_memory_bytes']:.0f} MB, {mb['spilled_bytes']:.0f} MB spilled "
+                     "(raymlops usage sums them)")
     lines += [
         f"  drift       {drift_line}",
         *(f"  report      {name}: {path}" for name, path in summary.reports.items() if path),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from raymlops.config.base import Section
 
@@ -14,6 +14,23 @@ class ScalingSettings(Section):
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0.0)
     gpus_per_worker: float = Field(1.0, gt=0.0)
+    #: more resources each worker asks for: a custom resource a node type advertises
+    #: (``{"TPU": 4}``, ``{"accelerator_type:A10G": 0.001}``); the autoscaler adds a node
+    #: of a type that has it
+    resources: dict[str, float] = Field(default_factory=dict)
+    #: node labels each worker's node must carry (``{"accelerator": "nvidia-a10g"}``; the
+    #: cluster/ configs label every node type with region and accelerator)
+    label_selector: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("resources")
+    @classmethod
+    def _extra_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if name in ("CPU", "GPU", "memory"):
+                raise ValueError(f"{name}: set it with cpus_per_worker / gpus_per_worker")
+            if amount <= 0:
+                raise ValueError(f"{name}: {amount} is not a positive amount")
+        return value
 
 
 class CheckpointSettings(Section):

@@ -26,9 +26,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from raymlops._internal.ray_runtime import init_ray, ray_running
+from raymlops._internal.usage import UsageMeter
 from raymlops.config import PipelineConfig, config_snapshot
 from raymlops.errors import AwaitingApprovalError, GateRejectedError
 from raymlops.lineage.store import Event, LineageStore
+from raymlops.pipeline.accounting import record_usage
 from raymlops.pipeline.promotion import Services
 from raymlops.pipeline.stages import STAGES, Context, RecordedData, Stage
 from raymlops.workspace import Workspace, check_run_id, new_run_id
@@ -53,6 +55,8 @@ class RunSummary(BaseModel):
     drift: dict[str, Any] = {}
     replay: dict[str, Any] = {}
     stages: dict[str, dict[str, Any]] = {}
+    #: what the stages held: CPU- and GPU-seconds, peak memory, spilled bytes
+    usage: dict[str, Any] = {}
     summary_path: str = ""
 
 
@@ -80,8 +84,16 @@ class Pipeline:
     def __init__(self, config: PipelineConfig, *, workdir: str | Path | None = None,
                  run_id: str | None = None, address: str | None = None,
                  shutdown_ray: bool = True, recorded: RecordedData | None = None,
-                 actor: str | None = None) -> None:
+                 actor: str | None = None, until: str | None = None) -> None:
         from raymlops.lineage.audit import current_actor
+
+        names = [stage.name for stage in STAGES]
+        if until is not None and until not in names:
+            from raymlops.errors import ConfigError
+
+            raise ConfigError(f"--until {until!r} is not a stage; stages: {', '.join(names)}")
+        #: stop after this stage (one `ray job submit` per stage); --run-id continues
+        self.until = until if until != names[-1] else None
 
         self.actor = current_actor(actor)
         self.config = config
@@ -93,6 +105,8 @@ class Pipeline:
         self.run_dir = self.workspace.run_dir(self.run_id)
         self._store: LineageStore | None = None
         self.stage_log: dict[str, dict[str, Any]] = {}
+        self.meter = UsageMeter()
+        self.usage: dict[str, Any] = {}
 
     @property
     def store(self) -> LineageStore:
@@ -136,14 +150,17 @@ class Pipeline:
         ctx.input_digest = digest
         started, clock = datetime.now(UTC), time.perf_counter()
         log.info("stage %-10s started", stage.name)
+        self.meter.begin(stage.name)
         try:
             out = stage.run(ctx)
         except Exception as exc:
+            self.meter.end(stage.name)
             seconds = time.perf_counter() - clock
             self.stage_log[stage.name] = {"status": "failed", "seconds": round(seconds, 2)}
             self._record_failure(stage, ctx, exc, seconds, digest)
             log.error("stage %-10s failed after %.1fs: %s", stage.name, seconds, exc)
             raise
+        self.meter.end(stage.name)
         seconds = time.perf_counter() - clock
         events = stage.events(ctx, out)
         self.store.record_stage(self.run_id, stage.name, input_digest=digest,
@@ -209,16 +226,21 @@ class Pipeline:
                           run_dir=self.run_dir, source=source, recorded=self.recorded,
                           pii_key=key, key_ref=key_ref, actor=self.actor,
                           services=Services.open(cfg, self.workspace))
-            started_ray = init_ray(self.address)
+            started_ray = init_ray(self.address, ingress=cfg.deploy.ingress)
             try:
                 for stage in STAGES:
                     ctx.results[stage.name] = self._run_stage(stage, ctx)
+                    if stage.name == self.until:
+                        break
             finally:
+                self.usage = record_usage(self.meter, ctx, self.store, self.run_id)
                 if started_ray and self.shutdown_ray:
                     from raymlops._internal.ray_runtime import shutdown_ray
 
                     self._record_stopped(ctx)
                     shutdown_ray()
+            if self.until is not None:
+                return self._paused(ctx)
             if cfg.data.incremental:
                 files = [(str(p), int(s), float(m)) for p, s, m in ctx["ingest"].fingerprint]
                 self.store.advance_watermark(self._watermark_key(), files, self.run_id)
@@ -251,6 +273,21 @@ class Pipeline:
                      self.run_id)
             raise
         self.store.finish_run(self.run_id, "succeeded")
+        return summary
+
+    def _paused(self, ctx: Context) -> RunSummary:
+        """Stopped after ``until`` as asked: the next stage's job resumes this run id."""
+        message = (f"stopped after stage {self.until} as asked; `raymlops run CONFIG --run-id "
+                   f"{self.run_id}` (or the next stage's job) continues from there")
+        reg, ev, dep = (ctx.results.get(n) for n in ("register", "evaluate", "deploy"))
+        summary = RunSummary(
+            run_id=self.run_id, status="paused", message=message,
+            model_name=getattr(reg, "model_name", None), model_version=getattr(
+                reg, "version", None), metrics=getattr(ev, "metrics", None) or {},
+            endpoint=getattr(dep, "endpoint", None), usage=self.usage)
+        self._write_summary(summary)
+        self.store.finish_run(self.run_id, "paused", message)
+        log.info("run %s: %s", self.run_id, message)
         return summary
 
     def _nothing_new(self) -> RunSummary:
@@ -334,7 +371,7 @@ class Pipeline:
                      "drift_html": mon.drift_html or ""},
             mlflow_ui=tracking.mlflow_ui_command(self.config, self.workspace),
             drift={"verdict": mon.drift_verdict, "drifted_columns": mon.drifted_columns},
-            replay=mon.replay, stages=self.stage_log)
+            replay=mon.replay, stages=self.stage_log, usage=self.usage)
 
     def _write_summary(self, summary: RunSummary) -> None:
         path = self.run_dir / "summary.json"

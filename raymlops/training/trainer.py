@@ -46,8 +46,12 @@ def scaling_config(config: PipelineConfig) -> Any:
     resources: dict[str, float] = {"CPU": s.cpus_per_worker}
     if s.use_gpu:
         resources["GPU"] = s.gpus_per_worker
-    return ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
-                         resources_per_worker=resources)
+    resources.update(s.resources)
+    # Train V2's ScalingConfig (what ray.train exports at run time) has label_selector;
+    # the stubs mypy reads are the older ray.air one
+    return ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,  # type: ignore[call-arg]
+                         resources_per_worker=resources,
+                         label_selector=dict(s.label_selector) or None)
 
 
 def default_metric(config: PipelineConfig) -> tuple[str, str]:

@@ -9,20 +9,12 @@ stays one contiguous chain through all of it.
 from __future__ import annotations
 
 import multiprocessing
-import os
-import subprocess
-import sys
-import time
-import uuid
 from pathlib import Path
 
 import mlflow
 import pytest
-import requests
-from sqlalchemy import create_engine, text
 
-from tests.conftest import free_port
-from tests.unit.test_lineage_store import POSTGRES_URL
+from tests.mlflow_server import mlflow_server
 
 pytestmark = pytest.mark.integration
 NAME = "race-model"
@@ -124,35 +116,5 @@ def test_on_the_embedded_default(tmp_path):
 
 @pytest.mark.postgres
 def test_on_postgresql_behind_a_real_mlflow_server(tmp_path):
-    name = f"raymlops_race_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # the server is missing
-        pytest.fail(f"PostgreSQL is required at {POSTGRES_URL}: {exc}")
-    database = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    port = free_port()
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", database,
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "2"],
-        env={**os.environ, "PATH": path}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        assert server.poll() is None, server.stderr.read().decode()[-3000:] if server.stderr \
-            else "mlflow server exited"
-        _race(f"http://127.0.0.1:{port}", database, tmp_path)
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with mlflow_server(tmp_path, prefix="raymlops_race") as server:
+        _race(server.tracking_uri, server.database, tmp_path)

@@ -73,3 +73,29 @@ def test_set_override_needs_key_equals_value(tmp_path):
     result = run_cli("run", str(write_config(tmp_path)), "--set", "deploy.port", cwd=tmp_path)
     assert result.returncode == 2
     assert "KEY=VALUE" in assert_one_line(result)
+
+
+def test_until_names_the_stages_when_it_is_not_one(tmp_path):
+    (tmp_path / "data.csv").write_text("a,y\n1,0\n2,1\n")
+    result = run_cli("run", str(write_config(tmp_path)), "--until", "tran", "--workdir",
+                     str(tmp_path / "w"), cwd=tmp_path)
+    assert result.returncode == 2
+    line = assert_one_line(result)
+    assert "'tran' is not a stage" in line and "ingest, validate, preprocess, train" in line
+
+
+def test_export_serve_without_a_cluster_says_where_to_point_it(tmp_path):
+    result = run_cli("export-serve", "m", "--workdir", str(tmp_path / "w"), cwd=tmp_path)
+    assert result.returncode == 9
+    assert "--address" in assert_one_line(result)
+
+
+def test_every_stage_has_a_job_entrypoint():
+    from raymlops.pipeline.stages import STAGES
+
+    jobs = Path(__file__).resolve().parents[2] / "jobs"
+    for stage in STAGES:
+        text = (jobs / f"{stage.name}.py").read_text()
+        assert f'main(["run", "--until", "{stage.name}", *sys.argv[1:]])' in text
+    for other in ("pipeline", "retrain", "drift", "demo"):
+        assert (jobs / f"{other}.py").exists()
