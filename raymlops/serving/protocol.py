@@ -27,7 +27,8 @@ from raymlops.features.normalize import Normalized
 JSON_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 MAX_ROWS = 10_000
 #: MLflow's own error codes (its ErrorCode names); the HTTP status says the rest
-_ERROR_CODES = {403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND", 503: "TEMPORARILY_UNAVAILABLE"}
+_ERROR_CODES = {403: "PERMISSION_DENIED", 404: "ENDPOINT_NOT_FOUND", 413: "REQUEST_LIMIT_EXCEEDED",
+                503: "TEMPORARILY_UNAVAILABLE"}
 
 
 class BadRequest(Exception):
@@ -40,6 +41,11 @@ class BadRequest(Exception):
         self.message = message
         self.status = status
         self.row = row
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # In the separate shape a version's deployment returns this to the ingress
+        # through a handle: pickled with all its fields, or unpickling fails (a 500).
+        return (type(self), (self.field, self.message, self.status, self.row))
 
     def to_json(self) -> dict[str, Any]:
         code = _ERROR_CODES.get(self.status, "BAD_REQUEST")

@@ -90,11 +90,24 @@ def _take_low(ranges: Ranges, units: int) -> tuple[Ranges, Ranges]:
     return taken, rest
 
 
+def _take_high(ranges: Ranges, units: int) -> tuple[Ranges, Ranges]:
+    """(the highest ``units`` buckets of ``ranges``, the rest)."""
+    mirrored = [(SCALE - b, SCALE - a) for a, b in ranges]
+    taken, rest = _take_low(mirrored, units)
+    return ([(SCALE - b, SCALE - a) for a, b in taken],
+            [(SCALE - b, SCALE - a) for a, b in rest])
+
+
 def allocate(weights: Mapping[str, float],
              previous: Mapping[str, Ranges] | None = None) -> dict[str, Ranges]:
     """Ranges for ``weights`` (percent per version) that move the fewest buckets from
     ``previous``. Without a previous allocation, the heaviest version (the highest of
-    equals) starts with everything, so the others take [0, w) upwards."""
+    equals) starts with everything, so the others take [0, w) upwards.
+
+    A version that shrinks gives back the buckets it took last, as GrowthBook does: a
+    canary going from 20% to 10% keeps [0, 0.1) and its longest-exposed users. The
+    version holding the top bucket (the one that started with everything) gives from
+    its low end, which is where the others grow."""
     units = to_units(weights)
     if previous and sum(_size(r) for r in previous.values()) == SCALE:
         owned = {str(v): _merge(list(r)) for v, r in previous.items()}
@@ -105,7 +118,9 @@ def allocate(weights: Mapping[str, float],
     for version in list(owned):
         surplus = _size(owned[version]) - units.get(version, 0)
         if surplus > 0:
-            given, owned[version] = _take_low(owned[version], surplus)
+            origin = any(end == SCALE for _, end in owned[version])
+            give = _take_low if origin else _take_high
+            given, owned[version] = give(owned[version], surplus)
             free.extend(given)
     free = _merge(free)
     for version in sorted(units, key=version_order):

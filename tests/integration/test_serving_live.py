@@ -31,6 +31,14 @@ pytestmark = pytest.mark.integration
 APP = "live-test"
 
 
+def _replica_actors() -> set[str]:
+    from ray.util.state import list_actors
+
+    return {a.actor_id for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000,
+                                           raise_on_missing_output=False)
+            if a.class_name == f"ServeReplica:{APP}:{APP}"}
+
+
 @pytest.fixture(scope="module")
 def live(serving_models, serve_port):
     ws = serving_models["ws"]
@@ -83,6 +91,7 @@ def test_weight_changes_under_load_drop_no_request(live):
     marks = []
     try:
         time.sleep(1.0)  # steady load before the first change
+        replicas = _replica_actors()
         for weights in ({"1": 50, "2": 50}, {"1": 10, "2": 90}, {"1": 100}):
             started = time.monotonic()
             result = live["to"](weights)
@@ -97,7 +106,8 @@ def test_weight_changes_under_load_drop_no_request(live):
     assert len(answers) > 100
     failed = [a for a in answers if a[1] != 200]
     assert not failed, failed[:5]
-    # no replica restarted: the code version never changed (a new version is loaded in place)
+    # no replica restarted: the same two replica actors before and after every change
+    assert len(replicas) == 2 and _replica_actors() == replicas
     assert {m[3] for m in marks[:-1]} == {live["first"].deploy_version}
     # from each deploy's return to the next one's start, answers follow its split
     for (_, done, weights, _), following in itertools.pairwise(marks):

@@ -47,6 +47,11 @@ def test_one_deployment_per_version_behind_an_ingress(serving_models, serve_port
         assert 0.15 < seen.count("2") / len(seen) < 0.45
         bad = requests.post(result.endpoint, json={"dataframe_records": [{"x": 1}]}, timeout=30)
         assert bad.status_code == 400 and bad.json()["field"]
+        # a value the version's own deployment rejects: its 400 crosses the handle intact
+        wrong = {**records[0], "income": "a lot"}
+        bad = requests.post(result.endpoint, json={"dataframe_records": [wrong]}, timeout=30)
+        assert bad.status_code == 400, bad.text
+        assert bad.json()["field"] == "income" or "income" in bad.json()["message"]
         assert flush_capture(APP, timeout_s=30) >= 156  # both versions' deployments wrote
     finally:
         serve.delete(APP)

@@ -64,6 +64,17 @@ def test_the_canary_owns_the_low_range_and_only_gains_users():
     assert moved and set(moved) == {("1", "2")}  # champion -> canary, never back
 
 
+def test_a_shrinking_canary_keeps_its_longest_exposed_users():
+    canary = _table({"1": 80, "2": 20}, previous=_table({"1": 100}))
+    lowered = _table({"1": 90, "2": 10}, previous=canary)
+    assert lowered.state.ranges["2"] == [(0, SCALE // 10)]  # [0, w), as GrowthBook
+    assert lowered.state.ranges["1"] == [(SCALE // 10, SCALE)]
+    before = {k: canary.choose(k) for k in KEYS}
+    after = {k: lowered.choose(k) for k in KEYS}
+    assert {(before[k], after[k]) for k in KEYS if before[k] != after[k]} == {("2", "1")}
+    assert all(before[k] == "2" for k in KEYS if after[k] == "2")  # nobody new on 2
+
+
 def test_versions_are_ordered_as_numbers():
     table = _table({"9": 80, "10": 10, "11": 10}, previous=_table({"9": 100}))
     assert list(table.state.ranges) == ["9", "10", "11"]
