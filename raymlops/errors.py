@@ -86,6 +86,14 @@ class PortInUseError(DeploymentError, RetryableError):
     retryable = True
 
 
+class QuotaExceededError(RetryableError):
+    """A project's jobs would hold, or hold, more CPUs or GPUs than its quota allows; the
+    same job may run once the project's other jobs have released theirs."""
+
+    exit_code = RETRYABLE_EXIT_CODE
+    retryable = True
+
+
 class NotFoundError(RaymlopsError):
     """A model, version, alias or run that the command names does not exist."""
 

@@ -30,6 +30,9 @@ GATE_REASONS_TAG = "raymlops.gate_reasons"
 THRESHOLD_TAG = "raymlops.threshold"
 CONFIG_HASH_TAG = "raymlops.config_hash"
 COMMIT_TAG = "mlflow.source.git.commit"
+#: what one serving replica of the version asks for (JSON: num_cpus, num_gpus), from the
+#: config that trained it: in the separate shape each version's deployment gets its own
+RESOURCES_TAG = "raymlops.replica_resources"
 
 
 def capture_dir(root: Path, model: str, version: str) -> Path:

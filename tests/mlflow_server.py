@@ -29,7 +29,9 @@ class MlflowServer:
 
 
 @contextlib.contextmanager
-def mlflow_server(root: Path, prefix: str = "raymlops") -> Iterator[MlflowServer]:
+def mlflow_server(root: Path, prefix: str = "raymlops", *, workspaces: bool = False
+                  ) -> Iterator[MlflowServer]:
+    """``workspaces``: started with ``--enable-workspaces`` (tenants' workspaces)."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -44,8 +46,10 @@ def mlflow_server(root: Path, prefix: str = "raymlops") -> Iterator[MlflowServer
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", database,
          "--artifacts-destination", str(artifacts), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "2"],
-        env={**os.environ, "PATH": path}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         "--port", str(port), "--workers", "2",
+         *(["--enable-workspaces"] if workspaces else [])],
+        env={**{k: v for k, v in os.environ.items() if k != "MLFLOW_WORKSPACE"},
+             "PATH": path}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and server.poll() is None:

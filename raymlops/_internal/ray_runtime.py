@@ -59,13 +59,17 @@ def _would_start(target: str | None) -> bool:
         return not target or target == "local"
 
 
-def init_ray(address: str | None, *, ingress: str = "proxy") -> bool:
+def init_ray(address: str | None, *, ingress: str = "proxy", namespace: str | None = None
+             ) -> bool:
     """Start or join Ray; returns True when this call connected (and so should disconnect
     with :func:`shutdown_ray`, which stops Serve only in a Ray this process started).
 
     ``ingress="haproxy"`` starts a local Ray whose Serve uses HAProxy ingress
     (``RAY_SERVE_ENABLE_HA_PROXY``, read by Serve's processes when they start). A
-    cluster takes the setting from its own environment (see cluster/)."""
+    cluster takes the setting from its own environment (see cluster/).
+
+    ``namespace``: the Ray namespace of this driver (a tenant's project), which its
+    actors and jobs inherit and its quota is counted by."""
     apply_ray_defaults()
     target = address or os.environ.get("RAY_ADDRESS")
     if ingress == "haproxy" and (ray_running() or target) and \
@@ -92,7 +96,7 @@ def init_ray(address: str | None, *, ingress: str = "proxy") -> bool:
     previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         ray.init(address=target, include_dashboard=True, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=False)
+                 logging_level=logging.WARNING, configure_logging=False, namespace=namespace)
     except (ConnectionError, TimeoutError) as exc:
         if not target:
             raise

@@ -25,6 +25,10 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="state directory (default .raymlops/, or $RAYMLOPS_WORKDIR)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--project", default=None,
+                        help="act as this project (tenant): only its models, routes and "
+                        "lineage (default $RAYMLOPS_PROJECT, else a --config's project "
+                        "with tenancy, else every project)")
 
 
 def overrides(pairs: list[str]) -> dict[str, Any]:
@@ -48,6 +52,34 @@ def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
         print(text)
 
 
+def tenant(args: argparse.Namespace, config: Any = None) -> Any:
+    """Who the command acts for: --project, $RAYMLOPS_PROJECT, or the config's tenant."""
+    import os
+
+    from raymlops.errors import PermissionDeniedError
+    from raymlops.tenancy import Tenant
+
+    declared = getattr(args, "project", None) or os.environ.get("RAYMLOPS_PROJECT") or None
+    if config is None and getattr(args, "config", None):
+        from raymlops.config import load_config
+
+        config = load_config(args.config)
+    from_config = Tenant.of(config).project if config is not None else None
+    if declared and from_config and declared != from_config:
+        raise PermissionDeniedError(f"--project {declared!r} cannot act with the config of "
+                                    f"project {from_config!r}")
+    return Tenant(declared or from_config)
+
+
+def owned(args: argparse.Namespace, spec: str, action: str) -> str:
+    """``MODEL[@ALIAS|/VERSION]`` with MODEL qualified for the caller's project, or
+    PermissionDeniedError when it is another project's."""
+    import re
+
+    name, rest = re.match(r"^([^@/]*)(.*)$", spec).groups()  # type: ignore[union-attr]
+    return tenant(args).own(name, action) + rest
+
+
 def stores(args: argparse.Namespace) -> tuple[Workspace, Any]:
     """The workspace and lineage store, with MLflow pointed at the tracking store."""
     from raymlops.config import load_config
@@ -55,11 +87,15 @@ def stores(args: argparse.Namespace) -> tuple[Workspace, Any]:
 
     ws = Workspace.at(args.workdir)
     lineage_url, tracking = ws.lineage_url, ws.mlflow_uri
+    config = None
     if getattr(args, "config", None):
         config = load_config(args.config)
         lineage_url = config.lineage.url or lineage_url
         tracking = config.tracking.uri or tracking
     import mlflow
 
+    from raymlops.tenancy import use_workspace
+
     mlflow.set_tracking_uri(tracking)
+    use_workspace(config)
     return ws, LineageStore(lineage_url)

@@ -70,12 +70,17 @@ def add_commands(sub: Any) -> None:
 def _services(args: argparse.Namespace) -> Any:
     import mlflow
 
+    from raymlops.cli._common import tenant
     from raymlops.config import load_config
     from raymlops.pipeline.promotion import Services
 
     config = load_config(args.config)
+    tenant(args, config)  # --project must be the config's own
     ws = Workspace.at(args.workdir)
     mlflow.set_tracking_uri(config.tracking.uri or ws.mlflow_uri)
+    from raymlops.tenancy import use_workspace
+
+    use_workspace(config)
     return Services.open(config, ws)
 
 
@@ -154,9 +159,13 @@ def _lineage_url(args: argparse.Namespace) -> str:
 
 
 def cmd_changes(args: argparse.Namespace) -> int:
+    from raymlops.cli._common import owned, tenant
     from raymlops.lineage.governance import GovernanceStore
 
-    changes = [c.to_dict() for c in GovernanceStore(_lineage_url(args)).changes(args.model)]
+    caller = tenant(args)
+    model = owned(args, args.model, "read the changes of") if args.model else None
+    changes = [c.to_dict() for c in GovernanceStore(_lineage_url(args)).changes(model)
+               if caller.sees(c.model)]
     lines = [f"{c['id']}  {c['kind']:<10} {c['model']} {c['from_version'] or '-'} -> "
              f"{c['to_version']} in {c['env']}: {c['state']} (requested by {c['requester']}"
              f"; approvers {', '.join(c['approvers']) or 'none'}; rollback to "

@@ -1,11 +1,12 @@
-"""Commands that answer questions from the lineage store: ``lineage`` and ``status``."""
+"""Commands that answer questions from the lineage store and the registry: ``lineage``,
+``serving-at``, ``status`` and ``models``."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from raymlops.cli._common import add_common, emit, stores
+from raymlops.cli._common import add_common, emit, owned, stores, tenant
 
 _DETAIL = {
     "dataset_ingested": lambda p: f"{p.get('rows')} rows from {p.get('source')}",
@@ -50,13 +51,35 @@ def add_commands(sub: Any) -> None:
     status.add_argument("--config", default=None, help="take the lineage URL from it")
     status.set_defaults(handler=cmd_status)
 
+    models = sub.add_parser("models", help="the registered models (of the caller's project) "
+                            "with their aliases")
+    add_common(models)
+    models.add_argument("--config", default=None, help="take the tracking URI from it")
+    models.set_defaults(handler=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from mlflow import MlflowClient
+
+    stores(args)  # points MLflow at the tracking store
+    caller = tenant(args)
+    found = MlflowClient().search_registered_models(filter_string=caller.registry_filter(),
+                                                    max_results=1000)
+    rows = [{"model": m.name, "aliases": dict(m.aliases or {}),
+             "latest": max((int(v.version) for v in m.latest_versions or []), default=None)}
+            for m in found if caller.sees(m.name)]
+    text = "\n".join(f"{r['model']}: latest version {r['latest']}, aliases "
+                     f"{r['aliases'] or 'none'}" for r in rows) or "no registered models"
+    emit(args, rows, text)
+    return 0
+
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     from raymlops.lineage.query import chain_for
     from raymlops.registry.mlflow_registry import resolve
 
     _, store = stores(args)
-    name, version = resolve(args.model)
+    name, version = resolve(owned(args, args.model, "read the lineage of"))
     chain = chain_for(store, name, version)
     if args.format != "text":
         return _export(args, store, chain)
@@ -75,7 +98,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from raymlops.lineage.query import deployments
 
     _, store = stores(args)
-    rows = deployments(store)
+    caller = tenant(args)
+    rows = [row for row in deployments(store) if caller.sees(row["model"])]
     for row in rows:
         health = str(row["endpoint"] or "").rsplit("/", 1)[0] + "/health"
         try:
@@ -126,7 +150,8 @@ def cmd_serving_at(args: argparse.Namespace) -> int:
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     _, store = stores(args)
-    answer = serving_at(store, GovernanceStore(store.url), args.model, at, args.env)
+    model = owned(args, args.model, "read the lineage of")
+    answer = serving_at(store, GovernanceStore(store.url), model, at, args.env)
     lines = [f"{answer['model']} at {answer['at']}:"]
     for where in answer["environments"]:
         if not where["serving"]:

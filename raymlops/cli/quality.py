@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from raymlops.cli._common import add_common, emit, stores
+from raymlops.cli._common import add_common, emit, owned, stores
 
 
 def add_commands(sub: Any) -> None:
@@ -47,7 +47,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from raymlops.registry.mlflow_registry import resolve
 
     stores(args)
-    name, version = resolve(args.model)
+    name, version = resolve(owned(args, args.model, "load"))
     config = recorded_config(name, version)
     files = resolve_files(args.data, key="--data")
     started = init_ray(args.address)

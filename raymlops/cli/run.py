@@ -9,7 +9,7 @@ import sys
 from importlib import resources
 from typing import Any
 
-from raymlops.cli._common import add_common, emit, overrides, stores
+from raymlops.cli._common import add_common, emit, overrides, owned, stores
 from raymlops.workspace import Workspace
 
 log = logging.getLogger("raymlops")
@@ -181,7 +181,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from raymlops.retrain import retrain
 
     ws, store = stores(args)
-    name, version = resolve(args.model)
+    name, version = resolve(owned(args, args.model, "retrain"))
     with contextlib.redirect_stdout(sys.stderr):
         result = retrain(name, version, workdir=ws.root, address=args.address, store=store,
                          overrides=overrides(args.set))

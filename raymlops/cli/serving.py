@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from raymlops.cli._common import add_common, emit, overrides, stores
+from raymlops.cli._common import add_common, emit, overrides, owned, stores
 
 #: the environment name ``serve`` records in lineage: serving outside the pipeline
 SERVE_ENV = "serve"
@@ -72,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from raymlops.serving.deploy import deploy
 
     ws, store = stores(args)
-    name, version = resolve(args.model)
+    name, version = resolve(owned(args, args.model, "serve"))
     config = recorded_config(name, version)
     app = app_for(args.name or name)
     changes: dict[str, Any] = {"name": app}
@@ -105,15 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         reason=f"raymlops serve {args.model}: {result.reason}",
                         payload={"endpoint": result.endpoint, "version": version,
                                  "placement": result.placement})
-        base = result.endpoint.rsplit("/", 2)[0]
-        root = result.route_prefix == "/"
-        emit(args, result.model_dump(), "\n".join([
-            f"raymlops: serving {name} version {version} ({result.placement}; "
-            f"{result.placement_reason})",
-            f"  MLflow scoring   POST {base}{'' if root else '/' + result.app}/invocations",
-            f"  Open Inference   POST {base}{'' if root else '/' + result.app}/v2/models/"
-            f"{result.app}/infer",
-            f"  OpenAPI          GET  {base}/{result.app}/openapi.json"]))
+        emit(args, result.model_dump(), _serving_text(result, settings, name, version))
         print("press Ctrl-C to stop", file=sys.stderr, flush=True)
         import threading
 
@@ -134,6 +126,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serving_text(result: Any, settings: Any, name: str, version: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(result.endpoint)
+    base = f"{parts.scheme}://{parts.netloc}"
+    path = "" if result.route_prefix == "/" else result.route_prefix
+    own = settings.route_prefix or f"/{result.app}"
+    return "\n".join([
+        f"raymlops: serving {name} version {version} ({result.placement}; "
+        f"{result.placement_reason})",
+        f"  MLflow scoring   POST {base}{path}/invocations",
+        f"  Open Inference   POST {base}{path}/v2/models/{result.app}/infer",
+        f"  OpenAPI          GET  {base}{own}/openapi.json"])
+
+
 def cmd_export_serve(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
@@ -142,7 +149,7 @@ def cmd_export_serve(args: argparse.Namespace) -> int:
     from raymlops.errors import NotFoundError
     from raymlops.serving import export
 
-    app = app_for(args.name or args.model)
+    app = app_for(owned(args, args.name or args.model, "export the serving state of"))
     target = args.address or os.environ.get("RAY_ADDRESS")
     if not ray_running() and _would_start(target):
         raise NotFoundError("no Ray cluster to export from: pass --address (or set "

@@ -7,14 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from raymlops.cli._common import add_common, emit, stores
+from raymlops.cli._common import add_common, emit, stores, tenant
 
 
 def add_commands(sub: Any) -> None:
     usage = sub.add_parser("usage", help="CPU- and GPU-hours per project (tenant), model and "
                            "day; with --prices, their cost")
     add_common(usage)
-    usage.add_argument("--project", default=None, help="one project only")
     usage.add_argument("--since", default=None, metavar="TIME",
                        help="from this instant on (ISO 8601, e.g. 2026-12-01 or "
                        "2026-12-01T08:00:00Z)")
@@ -67,7 +66,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
     since, prices = _since(args.since), _prices(args.prices)
     _, store = stores(args)
     events = store.events(kind="resources_used")
-    rows = aggregate(events, project=args.project, since=since, prices=prices)
+    project = tenant(args).project  # a tenant sees its own usage only
+    rows = aggregate(events, project=project, since=since, prices=prices)
     lines = [f"{'day':<10}  {'project':<16} {'model':<20} {'runs':>4} {'CPU-h':>9} "
              f"{'GPU-h':>8} {'peak GB':>8}" + ("  cost" if prices else "")]
     for row in rows:
@@ -78,8 +78,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
             line += f"  {row['cost']:.4f} {row.get('currency', '')}".rstrip()
         lines.append(line)
     if not rows:
-        lines = ["raymlops: no recorded usage" + (f" for project {args.project}"
-                                                  if args.project else "")
+        lines = ["raymlops: no recorded usage" + (f" for project {project}"
+                                                  if project else "")
                  + (f" since {since.isoformat()}" if since else "")]
     emit(args, rows, "\n".join(lines))
     return 0

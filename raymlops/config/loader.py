@@ -19,6 +19,7 @@ from raymlops.config.quality import (
     check_gates,
 )
 from raymlops.config.serving import DeployConfig, LineageConfig, MonitorConfig, TrackingConfig
+from raymlops.config.tenancy import TenancyConfig, qualify
 from raymlops.config.train import TrainConfig
 from raymlops.errors import ConfigError
 
@@ -35,6 +36,13 @@ class PipelineConfig(Section):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     lineage: LineageConfig = Field(default_factory=LineageConfig)
+    #: a tenant on a shared cluster (names, routes, namespace, quota); see config/tenancy.py
+    tenancy: TenancyConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tenant_names(cls, data: Any) -> Any:
+        return qualify(data)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> PipelineConfig:
@@ -69,7 +77,8 @@ def _format_error(err: Mapping[str, Any]) -> str:
     msg = str(err["msg"])
     if kind == "value_error":
         msg = msg.removeprefix("Value error, ")
-        return msg if msg.split(":")[0].count(".") else f"{loc}: {msg}"
+        head = msg.split(":")[0]
+        return msg if "." in head or head in PipelineConfig.model_fields else f"{loc}: {msg}"
     return f"{loc}: {msg} (got {err.get('input')!r})"
 
 

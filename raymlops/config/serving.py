@@ -52,6 +52,9 @@ class DeployConfig(Section):
     colocate_max_mb: float = Field(512.0, gt=0.0)
     #: the root route (/invocations, /v2/...): auto takes it when no other app holds it
     standard_paths: Literal["auto", "always", "never"] = "auto"
+    #: where the application answers besides the root (default /<name>); a project's
+    #: application answers under /<project>/<model> (config/tenancy.py)
+    route_prefix: str | None = Field(None, pattern=r"^/[A-Za-z0-9_.\-/]*[A-Za-z0-9_.\-]$")
     replicas: int = Field(1, ge=1)
     autoscaling: AutoscalingConfig | None = None
     cpus_per_replica: float = Field(0.25, gt=0.0)

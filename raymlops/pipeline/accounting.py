@@ -53,7 +53,10 @@ def _to_mlflow(mlflow_run_id: str, per_stage: dict[str, dict[str, float]],
 
 def aggregate(events: list[Any], *, project: str | None = None, since: Any = None,
               prices: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """``resources_used`` events summed per (project, model, day), oldest day first."""
+    """``resources_used`` events summed per (project, model, day), oldest day first.
+
+    Each attempt of a run records what it used (a resumed run adds only the stages it
+    ran again); ``runs`` counts distinct run ids."""
     from raymlops._internal.usage import cost
 
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -68,10 +71,10 @@ def aggregate(events: list[Any], *, project: str | None = None, since: Any = Non
         key = (str(payload.get("project")), str(payload.get("model")),
                event.ts.date().isoformat())
         row = rows.setdefault(key, {"project": key[0], "model": key[1], "day": key[2],
-                                    "runs": 0, "cpu_hours": 0.0, "gpu_hours": 0.0,
+                                    "runs": set(), "cpu_hours": 0.0, "gpu_hours": 0.0,
                                     "peak_memory_bytes": 0.0, "spilled_bytes": 0.0})
         total = payload.get("total") or {}
-        row["runs"] += 1
+        row["runs"].add(event.run_id)
         row["cpu_hours"] += float(total.get("cpu_seconds", 0.0)) / 3600
         row["gpu_hours"] += float(total.get("gpu_seconds", 0.0)) / 3600
         row["peak_memory_bytes"] = max(row["peak_memory_bytes"],
@@ -80,6 +83,7 @@ def aggregate(events: list[Any], *, project: str | None = None, since: Any = Non
     out = []
     for key in sorted(rows, key=lambda k: (k[2], k[0], k[1])):
         row = rows[key]
+        row["runs"] = len(row["runs"])
         row["cpu_hours"], row["gpu_hours"] = round(row["cpu_hours"], 6), round(
             row["gpu_hours"], 6)
         if prices:

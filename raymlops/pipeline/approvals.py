@@ -20,7 +20,9 @@ def approve(services: Services, name: str, version: str, env: str, *, actor: str
             comment: str = "") -> dict[str, Any]:
     from raymlops.names import GATE_TAG
     from raymlops.registry import mlflow_registry as registry
+    from raymlops.tenancy import Tenant
 
+    name = Tenant.of(services.config).own(name, "approve")
     _, environment_ = environment(services.config, env)
     obj = f"model:{name}/{version}@{env}"
     tags = registry.version_tags(name, version)

@@ -32,7 +32,9 @@ from raymlops.errors import AwaitingApprovalError, GateRejectedError
 from raymlops.lineage.store import Event, LineageStore
 from raymlops.pipeline.accounting import record_usage
 from raymlops.pipeline.promotion import Services
+from raymlops.pipeline.quota_guard import quota_guard
 from raymlops.pipeline.stages import STAGES, Context, RecordedData, Stage
+from raymlops.tenancy import Tenant
 from raymlops.workspace import Workspace, check_run_id, new_run_id
 
 log = logging.getLogger("raymlops.pipeline")
@@ -226,19 +228,7 @@ class Pipeline:
                           run_dir=self.run_dir, source=source, recorded=self.recorded,
                           pii_key=key, key_ref=key_ref, actor=self.actor,
                           services=Services.open(cfg, self.workspace))
-            started_ray = init_ray(self.address, ingress=cfg.deploy.ingress)
-            try:
-                for stage in STAGES:
-                    ctx.results[stage.name] = self._run_stage(stage, ctx)
-                    if stage.name == self.until:
-                        break
-            finally:
-                self.usage = record_usage(self.meter, ctx, self.store, self.run_id)
-                if started_ray and self.shutdown_ray:
-                    from raymlops._internal.ray_runtime import shutdown_ray
-
-                    self._record_stopped(ctx)
-                    shutdown_ray()
+            self._stages(ctx)
             if self.until is not None:
                 return self._paused(ctx)
             if cfg.data.incremental:
@@ -274,6 +264,32 @@ class Pipeline:
             raise
         self.store.finish_run(self.run_id, "succeeded")
         return summary
+
+    def _stages(self, ctx: Context) -> None:
+        """The declared stages in order (up to ``until``), on Ray, within the project's
+        namespace and quota; what they used is recorded whatever happens."""
+        import mlflow
+
+        from raymlops.tenancy import use_workspace
+
+        cfg = ctx.config
+        mlflow.set_tracking_uri(cfg.tracking.uri or self.workspace.mlflow_uri)
+        use_workspace(cfg)  # a tenant's MLflow workspace, before any stage reads MLflow
+        started_ray = init_ray(self.address, ingress=cfg.deploy.ingress,
+                               namespace=Tenant.of(cfg).namespace)
+        try:
+            with quota_guard(ctx, self.store, self.run_id):
+                for stage in STAGES:
+                    ctx.results[stage.name] = self._run_stage(stage, ctx)
+                    if stage.name == self.until:
+                        break
+        finally:
+            self.usage = record_usage(self.meter, ctx, self.store, self.run_id)
+            if started_ray and self.shutdown_ray:
+                from raymlops._internal.ray_runtime import shutdown_ray
+
+                self._record_stopped(ctx)
+                shutdown_ray()
 
     def _paused(self, ctx: Context) -> RunSummary:
         """Stopped after ``until`` as asked: the next stage's job resumes this run id."""
@@ -331,10 +347,12 @@ class Pipeline:
         """Fail in seconds, not after training: a tuning metric the run will never report,
         a port a fresh local cluster cannot serve on."""
         from raymlops.serving.deploy import check_port
+        from raymlops.tenancy.quota import check_config
         from raymlops.training.directions import tune_objective
 
         if self.config.train.tune is not None:
             tune_objective(self.config)
+        check_config(self.config)  # a job above its project's quota by itself never fits
 
         attaching = self.address or os.environ.get("RAY_ADDRESS") or ray_running()
         if not attaching:

@@ -112,7 +112,15 @@ def _gate(ctx: Context) -> None:
 
 
 def _register(ctx: Context) -> Registration:
-    from raymlops.names import COMMIT_TAG, CONFIG_HASH_TAG, DATASET_DIGEST_TAG, GATE_TAG
+    import json
+
+    from raymlops.names import (
+        COMMIT_TAG,
+        CONFIG_HASH_TAG,
+        DATASET_DIGEST_TAG,
+        GATE_TAG,
+        RESOURCES_TAG,
+    )
     from raymlops.pipeline.promotion import AUTHOR_TAG
     from raymlops.registry import mlflow_registry as registry
     from raymlops.training.tracking import git_commit
@@ -128,7 +136,10 @@ def _register(ctx: Context) -> Registration:
                                        GATE_TAG: "pending",
                                        CONFIG_HASH_TAG: config_hash(ctx.config),
                                        COMMIT_TAG: git_commit() or "unknown",
-                                       AUTHOR_TAG: ctx.actor})
+                                       AUTHOR_TAG: ctx.actor,
+                                       RESOURCES_TAG: json.dumps({
+                                           "num_cpus": ctx.config.deploy.cpus_per_replica,
+                                           "num_gpus": ctx.config.deploy.gpus_per_replica})})
 
 
 def config_hash(config: PipelineConfig) -> str:

@@ -80,7 +80,9 @@ def promote(services: Services, name: str, version: str, env: str, *, actor: str
     """Move ``version`` into ``env`` (one environment up), or refuse naming why."""
     from raymlops.names import GATE_TAG
     from raymlops.registry import mlflow_registry as registry
+    from raymlops.tenancy import Tenant
 
+    name = Tenant.of(services.config).own(name, "promote")
     index, target = environment(services.config, env)
     envs = environments(services.config)
     obj = f"model:{name}/{version}@{env}"
@@ -189,6 +191,9 @@ def rollback(services: Services, name: str, env: str, *, actor: str, tracking_ur
              deploy: bool = True) -> Change:
     """Back to the version the last implemented change into ``env`` replaced. Rollbacks
     themselves are not undone by a rollback: a second one steps further back."""
+    from raymlops.tenancy import Tenant
+
+    name = Tenant.of(services.config).own(name, "roll back")
     _, target = environment(services.config, env)
     done = [c for c in services.gov.changes(name) if c.env == env and c.state == "implemented"
             and c.kind != "rollback"]

@@ -47,8 +47,10 @@ def build_app(args: dict[str, Any]) -> Any:
                                     ).bind(settings)
     version_server: Any = server.VersionServer
     ingress: Any = server.Ingress
+    own = args.get("version_replica") or {}  # a version's own resources (a GPU beside CPUs)
     handles = {version: version_server.options(
-        name=server.version_deployment(app, version), **_replica_options(args["replica"])
+        name=server.version_deployment(app, version),
+        **_replica_options({**args["replica"], **own.get(version, {})})
     ).bind(settings, version, uri) for version, uri in sorted(args["versions"].items())}
     return ingress.options(name=app, **_replica_options(args["ingress"])).bind(settings,
                                                                                handles)
@@ -57,13 +59,17 @@ def build_app(args: dict[str, Any]) -> Any:
 def application_config(*, app: str, placement: str, routing: dict[str, Any],
                        settings: dict[str, Any], replica: dict[str, Any],
                        ingress: dict[str, Any], route_prefix: str,
-                       access_log: bool = False) -> dict[str, Any]:
+                       access_log: bool = False,
+                       version_replica: dict[str, dict[str, float]] | None = None
+                       ) -> dict[str, Any]:
     """One entry of a Serve config's ``applications`` (``ServeApplicationSchema``)."""
     args: dict[str, Any] = {"placement": placement, "settings": {"app": app, **settings},
                             "replica": replica}
     if placement == "separate":
         args["versions"] = dict(sorted(routing["versions"].items()))
         args["ingress"] = ingress
+        if version_replica:
+            args["version_replica"] = dict(sorted(version_replica.items()))
     # Serve's per-request access log line costs about 4% of a one-row request; the
     # per-version metrics count every request anyway (deploy.access_log turns it on)
     return {"name": app, "route_prefix": route_prefix, "import_path": IMPORT_PATH,
@@ -101,17 +107,19 @@ def root_holder(apps: dict[str, dict[str, Any]]) -> str | None:
     return next((name for name, c in apps.items() if c.get("route_prefix") == ROOT), None)
 
 
-def choose_prefix(app: str, standard_paths: str, apps: dict[str, dict[str, Any]]
-                  ) -> tuple[str, str]:
-    """(route prefix, why) for ``app``: the root (the standard paths) or ``/<app>``."""
+def choose_prefix(app: str, standard_paths: str, apps: dict[str, dict[str, Any]],
+                  own: str | None = None) -> tuple[str, str]:
+    """(route prefix, why) for ``app``: the root (the standard paths) or its own prefix
+    (``deploy.route_prefix``, default ``/<app>``)."""
     holder = root_holder(apps)
+    mine = own or f"/{app}"
     if standard_paths == "never":
-        return f"/{app}", "deploy.standard_paths is never"
+        return mine, "deploy.standard_paths is never"
     if standard_paths == "always" or holder in (None, app):
         taken = f"; {holder} moves to /{holder}" if holder not in (None, app) else ""
         return ROOT, f"{app} answers the standard paths (/invocations, /v2/...){taken}"
-    return f"/{app}", (f"{holder} holds the standard paths; {app} answers under /{app} "
-                       "(set deploy.standard_paths: always to take them)")
+    return mine, (f"{holder} holds the standard paths; {app} answers under {mine} "
+                  "(set deploy.standard_paths: always to take them)")
 
 
 def apply(config: dict[str, Any], *, host: str, port: int) -> None:
@@ -128,9 +136,10 @@ def apply(config: dict[str, Any], *, host: str, port: int) -> None:
     if config["route_prefix"] == ROOT:
         for name, other in apps.items():
             if name != config["name"] and other.get("route_prefix") == ROOT:
-                apps[name] = {**other, "route_prefix": f"/{name}"}
-                log.info("serve: %s gives the root route to %s and answers under /%s", name,
-                         config["name"], name)
+                own = ((other.get("args") or {}).get("settings") or {}).get("prefix")
+                apps[name] = {**other, "route_prefix": own or f"/{name}"}
+                log.info("serve: %s gives the root route to %s and answers under %s", name,
+                         config["name"], own or f"/{name}")
     apps[config["name"]] = config
     schema = ServeDeploySchema.model_validate({
         "http_options": {"host": host, "port": port},

@@ -11,6 +11,7 @@ starts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -84,18 +85,20 @@ def ensure_serve(deploy: DeployConfig) -> None:
 
 def endpoint_url(deploy: DeployConfig) -> str:
     host = "127.0.0.1" if deploy.host in ("0.0.0.0", "::") else deploy.host  # noqa: S104
-    return f"http://{host}:{deploy.port}/{deploy.name}/invocations"
+    return f"http://{host}:{deploy.port}{deploy.route_prefix or '/' + deploy.name}/invocations"
 
 
 def _settings(deploy: DeployConfig, tracking_uri: str, capture_root: Path | None
               ) -> dict[str, Any]:
     """The serving settings every replica gets (a change restarts the replicas)."""
-    return {"tracking_uri": tracking_uri,
+    from raymlops.tenancy import active_workspace
+
+    return {"tracking_uri": tracking_uri, "mlflow_workspace": active_workspace(),
             "capture_root": str(capture_root) if capture_root and deploy.capture else None,
             "capture": {"max_rows": deploy.capture_max_rows,
                         "max_age_s": deploy.capture_flush_s},
             "batching": deploy.batching.model_dump(), "routing": deploy.routing.model_dump(),
-            "max_body_bytes": deploy.max_body_bytes}
+            "max_body_bytes": deploy.max_body_bytes, "prefix": deploy.route_prefix}
 
 
 def _resources(deploy: DeployConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -128,14 +131,17 @@ def deploy(deploy: DeployConfig, *, versions: dict[str, str], weights: dict[str,
             state.versions, state.weights, state.shadows):
         state = previous  # the same split: nothing for the replicas to take
     sizes = {v: placement.artifact_bytes(uri, tracking_uri) for v, uri in state.versions.items()}
-    shape, shape_reason = placement.decide(deploy, sizes)
+    own = {v: placement.version_resources(uri, tracking_uri)
+           for v, uri in state.versions.items()}
+    shape, shape_reason = placement.decide(deploy, sizes, own)
     prefix, prefix_reason = app.choose_prefix(deploy.name, deploy.standard_paths,
-                                              app.deployed_configs())
+                                              app.deployed_configs(), own=deploy.route_prefix)
     replica, ingress = _resources(deploy)
     config = app.application_config(
         app=deploy.name, placement=shape, routing=state.to_dict(),
         settings=_settings(deploy, tracking_uri, capture_root), replica=replica,
-        ingress=ingress, route_prefix=prefix, access_log=deploy.access_log)
+        ingress=ingress, route_prefix=prefix, access_log=deploy.access_log,
+        version_replica={v: r for v, r in own.items() if r} if shape == "separate" else None)
     import ray
 
     # the fast path first: running replicas load and route by it within a poll
@@ -147,6 +153,16 @@ def deploy(deploy: DeployConfig, *, versions: dict[str, str], weights: dict[str,
     try:
         app.apply(config, host=deploy.host, port=deploy.port)
     except Exception as exc:
+        if previous is not None and state is not previous:
+            # the replicas may already route by the new split: put the old one back, as a
+            # newer generation (a replica never takes an older one)
+            import dataclasses
+
+            restored = dataclasses.replace(previous, generation=state.generation + 1)
+            with contextlib.suppress(Exception):
+                ray.get(actor.set_routing.remote(restored.to_dict()), timeout=30)
+                log.warning("deploy: %s failed to apply; its replicas route by the previous "
+                            "split %s again", deploy.name, previous.weights)
         raise DeploymentError(f"Ray Serve could not deploy {deploy.name!r}: "
                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                               ) from exc

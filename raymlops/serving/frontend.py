@@ -61,6 +61,8 @@ class FrontendSettings:
     allow_override: bool = False
     sticky_header: str = "x-routing-key"
     sticky_field: str | None = None
+    #: the application's own route prefix (default /<app>; /<project>/<model> for a tenant)
+    prefix: str | None = None
 
 
 class Frontend:
@@ -68,6 +70,7 @@ class Frontend:
                  ) -> None:
         self.settings = settings
         self.app = settings.app
+        self.prefix = settings.prefix or f"/{settings.app}"
         self.backend = backend
         self.metrics = metrics
         self._background: set[asyncio.Task[Any]] = set()
@@ -96,7 +99,7 @@ class Frontend:
         return response
 
     def _relative(self, path: str) -> str:
-        prefix = f"/{self.app}"
+        prefix = self.prefix
         if path == prefix or path.startswith(prefix + "/"):
             path = path[len(prefix):]
         return path.rstrip("/") or "/"
@@ -126,9 +129,10 @@ class Frontend:
             _method(method, "GET")
             return JSONResponse(document(self.app, await self.backend.describe(
                 self._primary()), sticky_header=self.settings.sticky_header,
-                versions=list(self.backend.table().state.versions))), ""
-        raise BadRequest("path", f"no route {request.url.path}; POST /{self.app}/invocations "
-                         f"or /v2/models/{self.app}/infer (see /{self.app}/openapi.json)",
+                versions=list(self.backend.table().state.versions), prefix=self.prefix)), ""
+        raise BadRequest("path", f"no route {request.url.path}; POST {self.prefix}/invocations "
+                         f"or {self.prefix}/v2/models/{self.app}/infer (see "
+                         f"{self.prefix}/openapi.json)",
                          status=404)
 
     def _primary(self) -> str:

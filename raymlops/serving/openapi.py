@@ -30,7 +30,7 @@ def _get(summary: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def document(app: str, described: dict[str, Any], *, sticky_header: str = "x-routing-key",
-             versions: list[str] | None = None) -> dict[str, Any]:
+             versions: list[str] | None = None, prefix: str | None = None) -> dict[str, Any]:
     columns: list[str] = list(described["columns"])
     numeric = set(described["numeric"])
     value = {"type": ["number", "string", "boolean", "null"]}
@@ -82,16 +82,16 @@ def document(app: str, described: dict[str, Any], *, sticky_header: str = "x-rou
         "inputs": {"type": "array", "items": {"type": "object", "properties": {
             "name": {"enum": columns}, "datatype": {"type": "string"}}}}}}
     paths: dict[str, Any] = {}
-    for prefix in ("", f"/{app}"):
-        paths[f"{prefix}/invocations"] = invocations
-        paths[f"{prefix}/ping"] = _get("liveness (MLflow)")
-        paths[f"{prefix}/health"] = _get("health with the live weights")
-        paths[f"{prefix}/version"] = _get("the MLflow version", {"type": "string"})
-        paths[f"{prefix}/openapi.json"] = _get("this document")
-        paths[f"{prefix}/v2"] = _get("server metadata")
-        paths[f"{prefix}/v2/health/live"] = _get("server live")
-        paths[f"{prefix}/v2/health/ready"] = _get("server ready")
-        base = f"{prefix}/v2/models/{app}"
+    for base_path in ("", prefix or f"/{app}"):
+        paths[f"{base_path}/invocations"] = invocations
+        paths[f"{base_path}/ping"] = _get("liveness (MLflow)")
+        paths[f"{base_path}/health"] = _get("health with the live weights")
+        paths[f"{base_path}/version"] = _get("the MLflow version", {"type": "string"})
+        paths[f"{base_path}/openapi.json"] = _get("this document")
+        paths[f"{base_path}/v2"] = _get("server metadata")
+        paths[f"{base_path}/v2/health/live"] = _get("server live")
+        paths[f"{base_path}/v2/health/ready"] = _get("server ready")
+        base = f"{base_path}/v2/models/{app}"
         paths[base] = _get("model metadata", model_meta)
         paths[f"{base}/ready"] = _get("model ready")
         paths[f"{base}/config"] = _get("model configuration (Triton style)")

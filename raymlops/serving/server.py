@@ -69,6 +69,8 @@ class _Replica:
         self.settings = settings
         self.app = str(settings["app"])
         mlflow.set_tracking_uri(settings["tracking_uri"])
+        if settings.get("mlflow_workspace"):  # a tenant's models live in its workspace
+            mlflow.set_workspace(settings["mlflow_workspace"])
         self.metrics = ServingMetrics(self.app)
         self.started = (os.getpid(), time.time())
         self.replica = _replica_id(deployment)
@@ -109,7 +111,7 @@ class _Routed(_Replica):
             app=self.app, max_body_bytes=int(settings.get("max_body_bytes", 8 << 20)),
             allow_override=bool(routing.get("allow_override", False)),
             sticky_header=str(routing.get("sticky_header", "x-routing-key")).lower(),
-            sticky_field=routing.get("sticky_field")), self,  # type: ignore[arg-type]
+            sticky_field=routing.get("sticky_field"), prefix=settings.get("prefix")), self,  # type: ignore[arg-type]
             self.metrics)
 
     def table(self) -> RoutingTable:

@@ -37,7 +37,10 @@ def setup_experiment(config: PipelineConfig, workspace: Workspace) -> str:
     """Point MLflow at the store and return the experiment id (created once)."""
     import mlflow
 
+    from raymlops.tenancy import use_workspace
+
     mlflow.set_tracking_uri(tracking_uri(config, workspace))
+    use_workspace(config)
     name = config.tracking.experiment or config.project
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(name)

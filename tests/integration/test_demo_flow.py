@@ -385,7 +385,10 @@ def test_rerun_with_the_same_run_id_reuses_stages_and_what_serves(ws, demo_run, 
     assert summary.replay["ok"] == 60
     assert len(client.search_model_versions("name='demo-lending'")) == before
     events_after = [e.kind for e in store.events(run_id=run_id)]
-    assert events_after == [*events_before, "drift_computed"]  # only the stage that ran
+    # only the stage that ran, and what this attempt used (the monitor alone)
+    assert events_after == [*events_before, "drift_computed", "resources_used"]
+    [*_, used] = store.events(run_id=run_id, kind="resources_used")
+    assert list(used.payload["stages"]) == ["monitor"]
     assert _cli_json("status", "--workdir", str(ws.root))[0]["since"] == status_before[0]["since"]
     assert replica.identity.remote().result(timeout_s=30) == identity  # not restarted
 

@@ -77,6 +77,25 @@ def test_auto_placement_says_why():
     assert shape == "colocated" and why == "deploy.placement is colocated"
 
 
+def test_a_gpu_version_runs_beside_a_cpu_one_each_with_its_own_resources():
+    deploy = DeployConfig(name="m")
+    own = {"1": {"num_cpus": 0.25, "num_gpus": 0.0}, "2": {"num_cpus": 1.0, "num_gpus": 1.0}}
+    shape, why = placement.decide(deploy, {"1": 1, "2": 1}, own)
+    assert shape == "separate" and "different resources" in why
+    replica, ingress = _resources(deploy)
+    config = app.application_config(
+        app="m", placement=shape, routing=plan("m", VERSIONS, {"1": 90, "2": 10}).to_dict(),
+        settings=_settings(deploy, "sqlite:///x.db", None), replica=replica, ingress=ingress,
+        route_prefix="/m", version_replica=own)
+    ServeApplicationSchema.model_validate(config)
+    handles = app.build_app(config["args"])._bound_deployment.init_args[1]
+    asks = {v: h._bound_deployment.ray_actor_options for v, h in handles.items()}
+    assert asks == {"1": {"num_cpus": 0.25}, "2": {"num_cpus": 1.0, "num_gpus": 1.0}}
+    # the same asks co-locate; an unknown one (no tag) does not count
+    assert placement.decide(deploy, {"1": 1, "2": 1}, {"1": own["1"], "2": None})[0] \
+        == "colocated"
+
+
 def test_the_root_route_goes_to_one_application():
     apps = {"a": {"route_prefix": "/"}, "b": {"route_prefix": "/b"}}
     assert app.choose_prefix("b", "auto", apps)[0] == "/b"
@@ -85,3 +104,19 @@ def test_the_root_route_goes_to_one_application():
                                                       "(/invocations, /v2/...); a moves to /a")
     assert app.choose_prefix("c", "auto", {"b": {"route_prefix": "/b"}})[0] == "/"
     assert app.choose_prefix("c", "never", {})[0] == "/c"
+
+
+def test_a_client_error_survives_the_handle_between_ingress_and_version():
+    """The separate shape returns a version's BadRequest to the ingress pickled."""
+    import pickle
+
+    import cloudpickle
+
+    from raymlops.serving.protocol import BadRequest
+
+    error = BadRequest("income", "expected a number, got 'a lot'", status=422, row=3)
+    for dumps in (pickle.dumps, cloudpickle.dumps):
+        back = pickle.loads(dumps(error))
+        assert (back.field, back.message, back.status, back.row) == ("income", error.message,
+                                                                     422, 3)
+        assert back.to_json() == error.to_json()

@@ -43,9 +43,10 @@ def test_without_the_state_api_the_run_says_so_instead_of_zero(monkeypatch):
     assert meter.collect()["train"]["unmeasured"] == 1.0
 
 
-def _event(project, model, day, cpu, gpu=0.0):
-    return SimpleNamespace(kind="resources_used", ts=datetime.fromisoformat(day).replace(
-        tzinfo=UTC), payload={"project": project, "model": model, "total": {
+def _event(project, model, day, cpu, gpu=0.0, run=None):
+    at = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    return SimpleNamespace(kind="resources_used", run_id=run or f"{project}-{day}", ts=at,
+                           payload={"project": project, "model": model, "total": {
             "cpu_seconds": cpu, "gpu_seconds": gpu, "peak_memory_bytes": cpu * 1e6,
             "spilled_bytes": 0.0}})
 
@@ -54,10 +55,14 @@ def test_usage_sums_per_project_model_and_day_with_prices():
     events = [_event("risk", "pd", "2026-12-01T08:00:00", 3600, 1800),
               _event("risk", "pd", "2026-12-01T20:00:00", 7200),
               _event("risk", "pd", "2026-12-02T08:00:00", 360),
-              _event("growth", "churn", "2026-12-01T09:00:00", 36)]
+              _event("growth", "churn", "2026-12-01T09:00:00", 36),
+              # a resumed attempt of that run: its use counts, the run once
+              _event("growth", "churn", "2026-12-01T10:00:00", 36,
+                     run="growth-2026-12-01T09:00:00")]
     rows = aggregate(events, prices={"cpu_hour": 0.05, "gpu_hour": 2.0, "currency": "EUR"})
     assert [(r["day"], r["project"], r["runs"]) for r in rows] == [
         ("2026-12-01", "growth", 1), ("2026-12-01", "risk", 2), ("2026-12-02", "risk", 1)]
+    assert rows[0]["cpu_hours"] == pytest.approx(0.02)
     risk = rows[1]
     assert risk["cpu_hours"] == pytest.approx(3.0) and risk["gpu_hours"] == pytest.approx(0.5)
     assert risk["cost"] == pytest.approx(3 * 0.05 + 0.5 * 2.0) and risk["currency"] == "EUR"

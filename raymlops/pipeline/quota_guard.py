@@ -1,0 +1,48 @@
+"""A tenant's quota around the stages of one run (raymlops/tenancy/quota.py): admitted
+before the first stage, watched while they run, every decision in lineage and audit."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from raymlops.errors import QuotaExceededError
+from raymlops.tenancy import Tenant
+from raymlops.tenancy import quota as quotas
+
+log = logging.getLogger("raymlops")
+
+
+@contextlib.contextmanager
+def quota_guard(ctx: Any, store: Any, run_id: str) -> Iterator[None]:
+    config = ctx.config
+    tenant = Tenant.of(config)
+    limits = quotas.limits(config)
+    if tenant.namespace is None or not limits:
+        yield
+        return
+
+    def record(kind: str) -> Any:
+        def write(reason: str, payload: dict[str, Any]) -> None:
+            log.info("quota: %s", reason)
+            store.add_event(run_id, "quota", kind, {**payload, "reason": reason})
+            ctx.services.record(actor=ctx.automatic, action=kind, obj=f"run:{run_id}",
+                                reason=reason, payload={"run_id": run_id, **payload})
+        return write
+
+    quotas.apply_limits(config)
+    quotas.admit(config, tenant.namespace, record("quota_checked"))
+    quota = config.tenancy.quota
+    watch = quotas.QuotaWatch(tenant.namespace, limits, record("quota_exceeded"),
+                              interval_s=quota.check_interval_s,
+                              tolerance=quota.tolerance_checks).start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if watch.reason is not None:
+            raise QuotaExceededError(watch.reason) from None
+        raise
+    finally:
+        watch.stop()
