@@ -79,6 +79,15 @@ def init_ray(address: str | None, *, ingress: str = "proxy", namespace: str | No
             "Serve uses whatever ingress that cluster was started with (set "
             "RAY_SERVE_ENABLE_HA_PROXY=1 in its nodes' environment)")
     if ray_running():
+        if namespace is not None:
+            import ray
+
+            current = ray.get_runtime_context().namespace
+            if current != namespace:
+                logging.getLogger("raymlops").warning(
+                    "Ray is already initialized in namespace %r, not the project's %r: "
+                    "this run's actors are not in the project's namespace", current,
+                    namespace)
         return False
     starts = _would_start(target)
     if ingress == "haproxy" and starts:

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from raymlops.cli._common import add_common, emit, overrides, owned, stores
+from raymlops.cli._common import add_common, emit, overrides, owned, stores, tenant
 
 #: the environment name ``serve`` records in lineage: serving outside the pipeline
 SERVE_ENV = "serve"
@@ -38,6 +38,10 @@ def add_commands(sub: Any) -> None:
                             "file (for `serve deploy`) and a RayService's serveConfigV2")
     add_common(export)
     export.add_argument("model", help="the served model (its Serve application name)")
+    export.add_argument("--all", action="store_true",
+                        help="every other live application too (those the caller's project "
+                        "may see): `serve deploy` replaces the whole cluster's Serve state, "
+                        "deleting applications the file leaves out")
     export.add_argument("--name", default=None, help="the Serve application, when it is not "
                         "named after the model")
     export.add_argument("--address", default=None, help="the Ray cluster that serves it "
@@ -84,10 +88,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not key.startswith("deploy."):
             raise ConfigError(f"--set {key}: serve takes deploy.* settings only")
         changes[key.removeprefix("deploy.")] = value
-    try:
-        settings = config.deploy.model_validate({**config.deploy.model_dump(), **changes})
-    except ValueError as exc:
-        raise ConfigError(f"deploy: {exc}") from None
+    settings = _serving_settings(config, changes, renamed=args.name is not None)
+    tenant(args).own(settings.name, "serve as")
     actor = args.actor or getpass.getuser()
     started = init_ray(args.address, ingress=settings.ingress)
     run = f"serve-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -126,6 +128,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serving_settings(config: Any, changes: dict[str, Any], *, renamed: bool) -> Any:
+    """The recorded config's deploy section with ``changes``, validated as a whole config:
+    a tenant's name, route and root-route rules apply to what --name and --set change."""
+    from raymlops.config import config_snapshot, load_config
+
+    raw = config_snapshot(config)
+    deploy = {**raw["deploy"], **changes}
+    if renamed and "route_prefix" not in changes:
+        deploy.pop("route_prefix", None)  # a new name answers under its own route
+    return load_config({**raw, "deploy": deploy}).deploy
+
+
 def _serving_text(result: Any, settings: Any, name: str, version: str) -> str:
     from urllib.parse import urlsplit
 
@@ -156,7 +170,9 @@ def cmd_export_serve(args: argparse.Namespace) -> int:
                             "RAY_ADDRESS) of the cluster that serves " + app)
     joined = init_ray(target)
     try:
-        config = export.serve_config(app, host=args.host, port=args.port)
+        caller = tenant(args)
+        config = export.serve_config(app, host=args.host, port=args.port,
+                                     others=caller.sees if args.all else None)
     finally:
         if joined:
             shutdown_ray()  # disconnects: a joined cluster keeps serving

@@ -60,6 +60,11 @@ def qualify(raw: dict[str, Any]) -> dict[str, Any]:
             raise ValueError("tenancy.mlflow_workspace: needs tracking.uri to be an MLflow "
                              "server started with --enable-workspaces (http://...); a "
                              f"database URI ({uri or 'the local default'}) ignores workspaces")
+    experiment = (raw.get("tracking") or {}).get("experiment")
+    if experiment is not None and str(experiment) != project and not str(
+            experiment).startswith((f"{project}{SEPARATOR}", f"{project}/")):
+        raise ValueError(f"tracking.experiment: {experiment!r} is outside project "
+                         f"{project!r}'s experiments ({project}, {project}/...)")
     if SEPARATOR in project:
         raise ValueError(f"project: {project!r} cannot contain {SEPARATOR!r} with tenancy "
                          f"(it separates the project from a model's name)")

@@ -32,7 +32,15 @@ def record_usage(meter: UsageMeter, ctx: Any, store: Any, run_id: str) -> dict[s
              len(per_stage))
     trained = ctx.results.get("train")
     if trained is not None:
-        _to_mlflow(trained.mlflow_run_id, per_stage, total)
+        # every attempt of the run so far (one job per stage records one each): the
+        # MLflow totals are the run's, not this attempt's
+        attempts = [e.payload.get("total") or {} for e in store.events(
+            run_id=run_id, kind="resources_used")]
+        run_total = {key: round(sum(float(t.get(key, 0.0)) for t in attempts), 3)
+                     for key in total}
+        run_total["peak_memory_bytes"] = max(
+            float(t.get("peak_memory_bytes", 0.0)) for t in attempts)
+        _to_mlflow(trained.mlflow_run_id, per_stage, run_total)
     return usage
 
 

@@ -278,9 +278,10 @@ class Pipeline:
         started_ray = init_ray(self.address, ingress=cfg.deploy.ingress,
                                namespace=Tenant.of(cfg).namespace)
         try:
-            with quota_guard(ctx, self.store, self.run_id):
+            with quota_guard(ctx, self.store, self.run_id) as within_quota:
                 for stage in STAGES:
                     ctx.results[stage.name] = self._run_stage(stage, ctx)
+                    within_quota()
                     if stage.name == self.until:
                         break
         finally:

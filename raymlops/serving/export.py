@@ -23,9 +23,12 @@ from raymlops.errors import ConfigError, NotFoundError
 API_VERSION = "ray.io/v1"
 
 
-def serve_config(app: str, *, host: str | None = None, port: int | None = None
-                 ) -> dict[str, Any]:
-    """``{"http_options": ..., "applications": [app's config]}`` as Serve runs it now."""
+def serve_config(app: str, *, host: str | None = None, port: int | None = None,
+                 others: Any = None) -> dict[str, Any]:
+    """``{"http_options": ..., "applications": [app's config, ...]}`` as Serve runs it
+    now, each application with the routing its replicas use. ``serve deploy`` replaces
+    the cluster's whole Serve state, so ``others`` (a predicate on application names)
+    adds the other live applications it accepts: a file for the whole cluster."""
     from ray.serve.schema import ServeDeploySchema
 
     from raymlops.serving import app as serving_app
@@ -37,20 +40,25 @@ def serve_config(app: str, *, host: str | None = None, port: int | None = None
         live = ", ".join(sorted(deployed)) or "none"
         raise NotFoundError(f"no Serve application {app!r} on this Ray cluster (live: {live});"
                             " pass --address of the cluster that serves it, or --name")
-    config = copy.deepcopy(deployed[app])
-    routing = current_routing(app)
-    if routing is not None:
-        deployments = config.get("deployments") or [{"name": app}]
-        deployments[0] = {**deployments[0], "user_config": {"routing": routing.to_dict()}}
-        config["deployments"] = deployments
+    names = [app, *(n for n in sorted(deployed) if n != app and others and others(n))]
     http = details.get("http_options") or {}
     location = details.get("proxy_location") or "EveryNode"  # an enum in get_serve_details
     out = {"proxy_location": str(getattr(location, "value", location)),
            "http_options": {"host": host or http.get("host", "127.0.0.1"),
                             "port": int(port or http.get("port", 8000))},
-           "applications": [config]}
+           "applications": [_live(name, deployed[name], current_routing) for name in names]}
     ServeDeploySchema.model_validate(out)  # what `serve deploy` will accept
     return out
+
+
+def _live(app: str, deployed: dict[str, Any], current_routing: Any) -> dict[str, Any]:
+    config = copy.deepcopy(deployed)
+    routing = current_routing(app)
+    if routing is not None:
+        deployments = config.get("deployments") or [{"name": app}]
+        deployments[0] = {**deployments[0], "user_config": {"routing": routing.to_dict()}}
+        config["deployments"] = deployments
+    return config
 
 
 def rayservice(config: dict[str, Any], *, name: str, existing: Path | None = None,

@@ -94,8 +94,8 @@ def _take_high(ranges: Ranges, units: int) -> tuple[Ranges, Ranges]:
     """(the highest ``units`` buckets of ``ranges``, the rest)."""
     mirrored = [(SCALE - b, SCALE - a) for a, b in ranges]
     taken, rest = _take_low(mirrored, units)
-    return ([(SCALE - b, SCALE - a) for a, b in taken],
-            [(SCALE - b, SCALE - a) for a, b in rest])
+    return (sorted((SCALE - b, SCALE - a) for a, b in taken),
+            sorted((SCALE - b, SCALE - a) for a, b in rest))
 
 
 def allocate(weights: Mapping[str, float],

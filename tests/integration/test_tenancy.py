@@ -117,6 +117,13 @@ def test_a_project_cannot_load_promote_serve_or_read_the_lineage_of_anothers(ten
     for what, command in refused.items():
         code, _ = _cli(*command, "--workdir", workdir)
         assert code == 7, what
+    # serving its own model cannot take another project's application or the root routes
+    port = str(tenants["port"])
+    for change in (["--name", "beta.credit"], ["--set", "deploy.standard_paths=always"],
+                   ["--set", "deploy.route_prefix=/beta/credit"]):
+        code, _ = _cli("serve", "credit", "--project", "alpha", "--port", port, *change,
+                       "--workdir", workdir)
+        assert code == 2, change  # a config error naming the key, before anything runs
     # its own: the same commands by the short name work
     code, out = _cli("lineage", "credit/1", "--project", "alpha", "--workdir", workdir,
                      "--json")

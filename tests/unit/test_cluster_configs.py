@@ -37,6 +37,9 @@ def test_launcher_yaml_passes_rays_schema(name):
     assert all("RAY_AUTH_MODE=token" in cmd for cmd in starts if "ray start" in cmd)
     installs = prepared["head_setup_commands"] + prepared["worker_setup_commands"]
     assert any("raymlops[postgres]" in cmd for cmd in installs)
+    # token auth needs the token on every node: `ray start` refuses to start without it
+    assert prepared["file_mounts"].get("/home/ray/.ray/auth_token") == "~/.ray/auth_token"
+    assert {".git", ".venv", ".raymlops"} <= set(prepared.get("rsync_exclude") or [])
 
 
 @pytest.mark.parametrize("name", ["aws-autoscaling.yaml", "gcp-autoscaling.yaml"])
@@ -122,11 +125,12 @@ def test_rayservice_carries_a_valid_serve_config():
     assert app.import_path == "raymlops.serving.app:build_app"
 
 
-def test_rayjob_runs_the_pipeline_entrypoint():
+def test_rayjob_trains_up_to_evaluate_and_does_not_retry_permanent_failures():
     manifest = yaml.safe_load((CLUSTER / "kuberay" / "rayjob.yaml").read_text())
     entrypoint = manifest["spec"]["entrypoint"]
-    assert "jobs/pipeline.py" in entrypoint
-    assert (ROOT / "jobs" / "pipeline.py").exists()
+    assert "jobs/evaluate.py" in entrypoint and "data.source=" in entrypoint
+    assert (ROOT / "jobs" / "evaluate.py").exists()
+    assert manifest["spec"]["backoffLimit"] == 0  # KubeRay would rerun a gate rejection
 
 
 def test_runtime_env_ships_the_code_not_the_environment():

@@ -50,3 +50,30 @@ def test_a_new_rayservice_needs_a_cluster_and_a_real_manifest(tmp_path):
                                      "spec": {}}))
     with pytest.raises(ConfigError, match="not a RayCluster manifest"):
         rayservice(CONFIG, name="m", cluster=wrong)
+
+
+def test_all_adds_the_other_live_applications_the_caller_may_see(monkeypatch):
+    """``serve deploy`` replaces the whole Serve state: --all writes every application the
+    caller may see, each with its live routing (Serve's answers are stood in for here;
+    tests/integration/test_cluster_jobs.py exports from a real Serve)."""
+    from types import SimpleNamespace
+
+    from raymlops.serving import app as serving_app
+    from raymlops.serving import deploy as serving_deploy
+    from raymlops.serving.export import serve_config
+    from raymlops.tenancy import Tenant
+
+    apps = {name: {"name": name, "route_prefix": f"/{name.replace('.', '/')}",
+                   "import_path": "raymlops.serving.app:build_app", "args": {}}
+            for name in ("alpha.credit", "alpha.churn", "beta.credit")}
+    monkeypatch.setattr(serving_app, "_client", lambda: SimpleNamespace(
+        get_serve_details=lambda: {"http_options": {"host": "0.0.0.0", "port": 8000}}))
+    monkeypatch.setattr(serving_app, "deployed_configs", lambda: apps)
+    monkeypatch.setattr(serving_deploy, "current_routing", lambda name: None)
+    alone = serve_config("alpha.credit")
+    assert [a["name"] for a in alone["applications"]] == ["alpha.credit"]
+    mine = serve_config("alpha.credit", others=Tenant("alpha").sees)
+    assert [a["name"] for a in mine["applications"]] == ["alpha.credit", "alpha.churn"]
+    every = serve_config("alpha.credit", others=Tenant(None).sees)
+    assert [a["name"] for a in every["applications"]] == ["alpha.credit", "alpha.churn",
+                                                          "beta.credit"]

@@ -39,6 +39,11 @@ def test_without_tenancy_nothing_is_renamed(minimal_raw):
     ({"deploy": {"name": "m", "route_prefix": "/beta/m"}}, "deploy.route_prefix"),
     ({"deploy": {"name": "m", "standard_paths": "always"}}, "deploy.standard_paths"),
     ({"project": "al.pha"}, "project"),
+    ({"tracking": {"experiment": "beta"}}, "tracking.experiment"),
+    ({"tenancy": {"mlflow_workspace": True}, "tracking": {"uri": "sqlite:///m.db"}},
+     "tenancy.mlflow_workspace"),
+    ({"project": "Alpha_1", "tenancy": {"mlflow_workspace": True},
+      "tracking": {"uri": "http://mlflow:5000"}}, "project"),
 ])
 def test_a_name_or_route_outside_the_project_is_a_config_error_naming_the_key(
         minimal_raw, change, key):
