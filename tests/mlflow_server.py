@@ -56,7 +56,7 @@ def mlflow_server(root: Path, prefix: str = "raymlops", *, workspaces: bool = Fa
             try:
                 if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or slow on a loaded machine
                 time.sleep(0.5)
         assert server.poll() is None, server.stderr.read().decode()[-3000:] if server.stderr \
             else "mlflow server exited"

@@ -36,8 +36,8 @@ def quota_guard(ctx: Any, store: Any, run_id: str) -> Iterator[Callable[[], None
                                 reason=reason, payload={"run_id": run_id, **payload})
         return write
 
-    quotas.apply_limits(config)
-    quotas.admit(config, tenant.namespace, record("quota_checked"))
+    before = quotas.admit(config, tenant.namespace, record("quota_checked"))
+    quotas.apply_limits(config, before)
     quota = config.tenancy.quota
     watch = quotas.QuotaWatch(tenant.namespace, limits, record("quota_exceeded"),
                               interval_s=quota.check_interval_s,

@@ -107,22 +107,30 @@ def check_config(config: Any) -> None:
                 "train.tune.max_concurrent); lower those or raise the quota")
 
 
-def apply_limits(config: Any) -> None:
-    """Run Ray Data in this process within the quota."""
+def apply_limits(config: Any, held_before: dict[str, float] | None = None) -> None:
+    """Run Ray Data in this process within what the quota leaves: the quota less what
+    the project's other jobs held when this one was admitted."""
     quota = limits(config)
     if not quota:
         return
     from ray.data import DataContext, ExecutionResources
 
+    held_before = held_before or {}
+    left = {k: max(0.0, v - held_before.get(k, 0.0)) for k, v in quota.items()}
     options = DataContext.get_current().execution_options
-    options.resource_limits = ExecutionResources(cpu=quota.get("CPU"), gpu=quota.get("GPU"))
+    cpu = left.get("CPU")
+    # a Ray Data task asks for a whole CPU: below one, nothing would ever be scheduled
+    options.resource_limits = ExecutionResources(
+        cpu=None if cpu is None else max(cpu, 1.0), gpu=left.get("GPU"))
 
 
-def admit(config: Any, namespace: str, record: Callable[[str, dict[str, Any]], None]) -> None:
-    """Before the job's first stage: the project's holdings plus this job's peak must fit."""
+def admit(config: Any, namespace: str, record: Callable[[str, dict[str, Any]], None]
+          ) -> dict[str, float]:
+    """Before the job's first stage: the project's holdings plus this job's peak must fit.
+    Returns what the project held then."""
     quota = limits(config)
     if not quota:
-        return
+        return {}
     now, need = held(namespace), peak(config)
     over = [f"{ray_key} {now[ray_key]:g} held + {need[ray_key]:g} for this job > "
             f"tenancy.quota.{key} {quota[ray_key]:g}"
@@ -137,6 +145,7 @@ def admit(config: Any, namespace: str, record: Callable[[str, dict[str, Any]], N
         raise QuotaExceededError(reason)
     record(f"project {namespace!r} admitted: holds {now}, this job needs up to {need}, "
            f"quota {quota}", payload)
+    return now
 
 
 @dataclass

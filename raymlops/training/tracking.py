@@ -50,6 +50,17 @@ def setup_experiment(config: PipelineConfig, workspace: Workspace) -> str:
     return str(client.create_experiment(name, artifact_location=location))
 
 
+def _started(mlflow_run_id: str) -> Any:
+    """``mlflow.start_run`` of an existing run, under that run's experiment: the fluent
+    API refuses a run of another experiment than the process's active one (left by an
+    earlier ``set_experiment``, a notebook's or a test's)."""
+    import mlflow
+
+    experiment = mlflow.MlflowClient().get_run(mlflow_run_id).info.experiment_id
+    mlflow.set_experiment(experiment_id=experiment)
+    return mlflow.start_run(run_id=mlflow_run_id)
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -125,7 +136,7 @@ def log_training(mlflow_run_id: str, *, params: dict[str, Any], history: dict[st
     for report in reports:
         if report.exists():
             client.log_artifact(mlflow_run_id, str(report), "data")
-    with mlflow.start_run(run_id=mlflow_run_id):
+    with _started(mlflow_run_id):
         frame = mlflow.data.from_pandas(  # type: ignore[attr-defined]
             pd.DataFrame({"digest": [dataset["digest"]]}), source=dataset["source"],
             name=dataset["name"], digest=dataset["digest"].removeprefix("sha256:")[:36],
@@ -226,7 +237,7 @@ def log_model(mlflow_run_id: str, *, features_path: Path, model_dir: Path,
         requirements = [f"{p}=={versions[p]}" for p in (framework, "pandas", "numpy", "pyarrow",
                                                         "scikit-learn")
                         if p in versions] + [f"mlflow=={versions.get('mlflow', '')}".rstrip("=")]
-        with mlflow.start_run(run_id=mlflow_run_id):
+        with _started(mlflow_run_id):
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=RaymlopsModel(), artifacts=artifacts,
                 signature=signature, input_example=example, pip_requirements=requirements,

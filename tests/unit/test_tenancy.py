@@ -87,6 +87,18 @@ def test_admission_counts_what_the_project_holds_already(minimal_raw, monkeypatc
 
 
 def test_the_watch_stops_a_job_only_after_consecutive_checks_over_the_quota(monkeypatch):
+    import signal
+
+    # the watch interrupts the main thread as Ctrl-C does: through the SIGINT handler,
+    # which an earlier in-process CLI run in the session may have replaced
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _watch_until_interrupted(monkeypatch)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _watch_until_interrupted(monkeypatch):
     readings = iter([3.0, 1.0, 3.0, 3.0, 3.0] + [3.0] * 100)
     monkeypatch.setattr(quotas, "held", lambda namespace: {"CPU": next(readings), "GPU": 0.0})
     recorded = []
