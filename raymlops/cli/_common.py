@@ -60,15 +60,22 @@ def tenant(args: argparse.Namespace, config: Any = None) -> Any:
     from raymlops.tenancy import Tenant
 
     declared = getattr(args, "project", None) or os.environ.get("RAYMLOPS_PROJECT") or None
-    if config is None and getattr(args, "config", None):
-        from raymlops.config import load_config
-
-        config = load_config(args.config)
+    if config is None:
+        config = _config_of(args)
     from_config = Tenant.of(config).project if config is not None else None
     if declared and from_config and declared != from_config:
         raise PermissionDeniedError(f"--project {declared!r} cannot act with the config of "
                                     f"project {from_config!r}")
     return Tenant(declared or from_config)
+
+
+def _config_of(args: argparse.Namespace) -> Any:
+    """The command's --config, loaded once however many helpers ask for it."""
+    if getattr(args, "config", None) and getattr(args, "_loaded_config", None) is None:
+        from raymlops.config import load_config
+
+        args._loaded_config = load_config(args.config)
+    return getattr(args, "_loaded_config", None)
 
 
 def owned(args: argparse.Namespace, spec: str, action: str) -> str:
@@ -82,14 +89,12 @@ def owned(args: argparse.Namespace, spec: str, action: str) -> str:
 
 def stores(args: argparse.Namespace) -> tuple[Workspace, Any]:
     """The workspace and lineage store, with MLflow pointed at the tracking store."""
-    from raymlops.config import load_config
     from raymlops.lineage.store import LineageStore
 
     ws = Workspace.at(args.workdir)
     lineage_url, tracking = ws.lineage_url, ws.mlflow_uri
-    config = None
-    if getattr(args, "config", None):
-        config = load_config(args.config)
+    config = _config_of(args)
+    if config is not None:
         lineage_url = config.lineage.url or lineage_url
         tracking = config.tracking.uri or tracking
     import mlflow

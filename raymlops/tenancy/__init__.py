@@ -37,10 +37,6 @@ class Tenant:
         """The Ray namespace of the project's drivers (and so of their jobs' actors)."""
         return self.project
 
-    @property
-    def workspace(self) -> str | None:
-        return self.project
-
     def owner(self, name: str) -> str | None:
         """The project a qualified model name belongs to (None: an unqualified name)."""
         owner, sep, _ = name.partition(SEPARATOR)
