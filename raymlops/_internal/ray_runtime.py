@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
+from collections.abc import Iterator
 
 #: Ray token authentication is on by default for clusters started by ``ray.init()``;
 #: processes that attach later need the same mode, so the driver always sets it.
@@ -59,6 +62,58 @@ def _would_start(target: str | None) -> bool:
         return not target or target == "local"
 
 
+API_SERVER_VARIABLE = "RAY_API_SERVER_ADDRESS"
+
+
+@contextlib.contextmanager
+def pinned_state_api(port: int | None = None) -> Iterator[int]:
+    """Around the ``ray.init`` that starts a local Ray: a dashboard port chosen here
+    (yielded, for ``dashboard_port=``: Ray's own 8265 or the next free one, as Ray picks),
+    and its URL as ``RAY_API_SERVER_ADDRESS`` in the environment that Ray's processes
+    inherit; this process's own value is put back after.
+
+    Ray's State API, called without an address, looks for the one Ray on the machine and
+    fails when there are two ("Found multiple active Ray instances"). Ray Train's
+    placement-group cleaner calls it so, from inside the cluster: beside a second Ray (a
+    laptop running two, a test's own head, a second pytest worker) the cleaner died, a
+    dead controller's placement group stayed, and a later Tune trial waited for its CPUs
+    for ever. The driver's own State API calls name the cluster (:func:`state_address`);
+    leaving the variable set in the driver would send them, and a
+    ``JobSubmissionClient`` for another cluster, to this one. Inside this Ray, its
+    processes' address-less calls go to this Ray, which is what they mean."""
+    port = port or _dashboard_port()
+    previous = os.environ.get(API_SERVER_VARIABLE)
+    os.environ[API_SERVER_VARIABLE] = f"http://127.0.0.1:{port}"
+    try:
+        yield port
+    finally:
+        if previous is None:
+            os.environ.pop(API_SERVER_VARIABLE, None)
+        else:
+            os.environ[API_SERVER_VARIABLE] = previous
+
+
+def _dashboard_port(first: int = 8265, tries: int = 50) -> int:
+    """Ray's default dashboard port if it is free, else the next free one (Ray's own
+    rule for its default port), else any free port."""
+    for port in [*range(first, first + tries), 0]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free port for the Ray dashboard")  # pragma: no cover
+
+
+def state_address() -> str | None:
+    """The address for Ray's State API calls of this driver: the GCS of the Ray it is
+    connected to (Ray finds that cluster's dashboard from it), never a guess."""
+    import ray
+
+    return ray.get_runtime_context().gcs_address if ray.is_initialized() else None
+
+
 def init_ray(address: str | None, *, ingress: str = "proxy", namespace: str | None = None
              ) -> bool:
     """Start or join Ray; returns True when this call connected (and so should disconnect
@@ -104,8 +159,10 @@ def init_ray(address: str | None, *, ingress: str = "proxy", namespace: str | No
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
-        ray.init(address=target, include_dashboard=True, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=False, namespace=namespace)
+        with pinned_state_api() if starts else contextlib.nullcontext(None) as port:
+            ray.init(address=target, include_dashboard=True, log_to_driver=False,
+                     logging_level=logging.WARNING, configure_logging=False,
+                     namespace=namespace, dashboard_port=port)
     except (ConnectionError, TimeoutError) as exc:
         if not target:
             raise

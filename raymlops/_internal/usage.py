@@ -8,9 +8,10 @@
   theirs), for this driver's job only. Serve replicas belong to the Serve controller's
   job, so serving is not counted here.
 - **Peak memory** is the highest memory in use across the cluster's nodes during the
-  stage, from Ray's ``ray_node_mem_used`` on every node's metrics endpoint, sampled
-  every second. The agents refresh it every ``metrics_report_interval_ms`` (10 s by
-  default), so a stage shorter than that may show the value from before it. It counts
+  stage, from Ray's ``ray_node_mem_used`` on every node's metrics endpoint, read when
+  the stage starts, when it ends, and once per reporter update between (Ray's
+  ``REPORTER_UPDATE_INTERVAL_MS``, 5 s by default). The node reporters refresh it that
+  often, so a stage shorter than that may show the value from before it. It counts
   everything on those nodes, not this run alone.
 - **Spilled bytes** are the object store's ``spilled_bytes_total``, cluster-wide, taken
   at each end of the stage.
@@ -43,18 +44,31 @@ class _Window:
     peak_memory: float = 0.0
 
 
+def _reporter_interval_s() -> float:
+    try:
+        from ray.dashboard.modules.reporter.reporter_consts import REPORTER_UPDATE_INTERVAL_MS
+    except ImportError:  # pragma: no cover - the constant moved
+        return 5.0
+    return max(1.0, REPORTER_UPDATE_INTERVAL_MS / 1000)
+
+
 @dataclass
 class UsageMeter:
     """Stage windows during a run; the usage in each, once the run is over."""
 
     windows: dict[str, _Window] = field(default_factory=dict)
-    interval_s: float = 1.0
+    #: the node's memory gauge changes once per reporter update (Ray's
+    #: REPORTER_UPDATE_INTERVAL_MS, 5 s): reading it more often only costs the
+    #: dashboard agent a scrape of every metric on the node
+    interval_s: float = field(default_factory=_reporter_interval_s)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _current: str | None = None
 
     def begin(self, stage: str) -> None:
-        self.windows[stage] = _Window(time.time(), spilled_before=_spilled())
+        window = self.windows[stage] = _Window(time.time(), spilled_before=_spilled())
+        with contextlib.suppress(Exception):  # a missed read is not a failed stage
+            window.peak_memory = _node_memory()
         self._current = stage
         if self._thread is None:
             self._thread = threading.Thread(target=self._sample, daemon=True,
@@ -134,15 +148,18 @@ def _held_resources() -> list[tuple[float, float | None, dict[str, float]]]:
     import ray
     from ray.util.state import list_actors, list_tasks
 
-    job = ray.get_runtime_context().get_job_id()
+    from raymlops._internal.ray_runtime import state_address
+
+    job, address = ray.get_runtime_context().get_job_id(), state_address()
     held: list[tuple[float, float | None, dict[str, float]]] = []
-    for task in list_tasks(filters=[("job_id", "=", job), ("type", "=", "NORMAL_TASK")],
+    for task in list_tasks(address=address, filters=[("job_id", "=", job),
+                                                     ("type", "=", "NORMAL_TASK")],
                            detail=True, limit=LIMIT, raise_on_missing_output=False):
         if task.start_time_ms:
             held.append((task.start_time_ms / 1000, (task.end_time_ms or 0) / 1000 or None,
                          dict(task.required_resources or {})))
     resources = {a.actor_id: dict(a.required_resources or {}) for a in list_actors(
-        filters=[("job_id", "=", job)], detail=True, limit=LIMIT,
+        address=address, filters=[("job_id", "=", job)], detail=True, limit=LIMIT,
         raise_on_missing_output=False)}
     from ray._private.state import actors as actor_table
 

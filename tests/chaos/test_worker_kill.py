@@ -23,16 +23,16 @@ pytestmark = pytest.mark.integration
 
 
 def _train_workers() -> list[int]:
-    """PIDs of live Ray Train worker processes (Ray titles them ``ray::RayTrainWorker``)."""
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            title = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if title.startswith("ray::RayTrainWorker"):
-            pids.append(int(cmdline.parent.name))
-    return pids
+    """PIDs of this session Ray's live Ray Train workers, from the State API: another
+    pytest worker's Ray on the same machine trains too, and its workers are not ours."""
+    from ray.util.state import list_actors
+
+    from raymlops._internal.ray_runtime import state_address
+
+    return [a.pid for a in list_actors(address=state_address(),
+                                       filters=[("class_name", "=", "RayTrainWorker"),
+                                                ("state", "=", "ALIVE")],
+                                       detail=True, raise_on_missing_output=False) if a.pid]
 
 
 def _kill_after_a_checkpoint(storage: Path, name: str, outcome: dict) -> None:
@@ -46,11 +46,13 @@ def _kill_after_a_checkpoint(storage: Path, name: str, outcome: dict) -> None:
     snapshot = storage / name / "checkpoint_manager_snapshot.json"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if snapshot.exists() and "checkpoint_" in snapshot.read_text() and _train_workers():
-            outcome["killed"] = _train_workers()
-            for pid in outcome["killed"]:
-                os.kill(pid, signal.SIGKILL)
-            return
+        if snapshot.exists() and "checkpoint_" in snapshot.read_text():
+            pids = _train_workers()
+            if pids:
+                outcome["killed"] = pids
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+                return
         time.sleep(0.05)
     outcome["killed"] = []
 
