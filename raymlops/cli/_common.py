@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from raymlops.workspace import Workspace
@@ -104,3 +106,26 @@ def stores(args: argparse.Namespace) -> tuple[Workspace, Any]:
     mlflow.set_tracking_uri(tracking)
     use_workspace(config)
     return ws, LineageStore(lineage_url)
+
+
+@contextlib.contextmanager
+def joined_cluster(args: argparse.Namespace, what: str) -> Iterator[None]:
+    """Join the running Ray cluster (``--address``, ``$RAY_ADDRESS`` or this process's)
+    for a command that only reads or writes its state; never start one. ``what`` ends
+    the error: "no Ray cluster: pass --address ... of the cluster {what}". Leaves the
+    cluster running, disconnecting only if this joined it."""
+    import os
+
+    from raymlops._internal.ray_runtime import _would_start, init_ray, ray_running, shutdown_ray
+    from raymlops.errors import NotFoundError
+
+    target = getattr(args, "address", None) or os.environ.get("RAY_ADDRESS")
+    if not ray_running() and _would_start(target):
+        raise NotFoundError("no Ray cluster: pass --address (or set RAY_ADDRESS) of the "
+                            f"cluster {what}")
+    joined = init_ray(target)
+    try:
+        yield
+    finally:
+        if joined:
+            shutdown_ray()  # disconnects: a joined cluster keeps running

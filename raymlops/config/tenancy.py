@@ -21,7 +21,8 @@ SEPARATOR = "."
 
 
 class QuotaConfig(Section):
-    #: the most CPUs this project's jobs may hold at once (tasks, actors, placement groups)
+    #: the most CPUs this project's jobs may hold at once (tasks, actors, placement
+    #: groups), within the platform's quota for the project (`raymlops quota set`)
     cpus: float | None = Field(None, gt=0.0)
     gpus: float | None = Field(None, ge=0.0)
     #: how often a running job checks the project's holdings against the quota

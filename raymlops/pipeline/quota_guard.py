@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from raymlops.errors import QuotaExceededError
-from raymlops.tenancy import Tenant
+from raymlops.tenancy import Tenant, ledger
 from raymlops.tenancy import quota as quotas
 
 log = logging.getLogger("raymlops")
@@ -22,11 +22,16 @@ def quota_guard(ctx: Any, store: Any, run_id: str) -> Iterator[Callable[[], None
     on to register and deploy once the watch has stopped it."""
     config = ctx.config
     tenant = Tenant.of(config)
-    limits = quotas.limits(config)
-    if tenant.namespace is None or not limits:
+    if tenant.namespace is None:
+        yield lambda: None
+        return
+    platform = ledger.platform_quota(tenant.namespace)
+    limits = quotas.limits(config, platform)
+    if not limits:
         yield lambda: None
         return
     _check_namespace(tenant.namespace)
+    quotas.check_config(config, platform)  # the platform's quota may be below the config's
 
     def record(kind: str) -> Any:
         def write(reason: str, payload: dict[str, Any]) -> None:
@@ -36,10 +41,13 @@ def quota_guard(ctx: Any, store: Any, run_id: str) -> Iterator[Callable[[], None
                                 reason=reason, payload={"run_id": run_id, **payload})
         return write
 
-    before = quotas.admit(config, tenant.namespace, record("quota_checked"))
-    quotas.apply_limits(config, before)
+    import ray
+
+    job = ray.get_runtime_context().get_job_id()
+    quotas.admit(config, tenant.namespace, record("quota_checked"), job, platform)
+    quotas.apply_limits(config, limits)
     quota = config.tenancy.quota
-    watch = quotas.QuotaWatch(tenant.namespace, limits, record("quota_exceeded"),
+    watch = quotas.QuotaWatch(tenant.namespace, limits, record("quota_exceeded"), job,
                               interval_s=quota.check_interval_s,
                               tolerance=quota.tolerance_checks).start()
     def check() -> None:
@@ -54,6 +62,10 @@ def quota_guard(ctx: Any, store: Any, run_id: str) -> Iterator[Callable[[], None
         raise
     finally:
         watch.stop()
+        try:
+            ledger.release(tenant.namespace, job)
+        except Exception as exc:  # noqa: BLE001 - an ended job's reservation is dropped anyway
+            log.debug("quota: reservation of %s not released: %s", job, exc)
 
 
 def _check_namespace(namespace: str) -> None:

@@ -70,11 +70,20 @@ class Tenant:
 def use_workspace(config: Any) -> str | None:
     """With ``tenancy.mlflow_workspace``: MLflow in this process works in the workspace
     named after the project (created on first use), so the tracking server scopes its
-    experiments, models and artifacts to it. Returns the workspace, or None."""
+    experiments, models and artifacts to it. Returns the workspace, or None.
+
+    A config without one leaves a workspace the user chose (``$MLFLOW_WORKSPACE``) as it
+    is, but drops one that raymlops set for an earlier config in this process, so that a
+    notebook switching configs never writes one project's runs into another's
+    workspace."""
     tenancy = getattr(config, "tenancy", None)
-    if tenancy is None or not tenancy.mlflow_workspace:
-        return None
     import mlflow
+
+    if tenancy is None or not tenancy.mlflow_workspace:
+        ours = _SET_BY_US.pop("workspace", None)
+        if ours is not None and active_workspace() == ours:
+            mlflow.set_workspace(None)
+        return None
     from mlflow.exceptions import MlflowException
 
     from raymlops.errors import RetryableError
@@ -93,7 +102,11 @@ def use_workspace(config: Any) -> str | None:
             raise RetryableError(f"tenancy.mlflow_workspace: cannot reach workspace {name!r} "
                                  f"on the MLflow server: {str(exc).splitlines()[0]}") from exc
     mlflow.set_workspace(name)
+    _SET_BY_US["workspace"] = name
     return name
+
+
+_SET_BY_US: dict[str, str] = {}  # the workspace raymlops itself set in this process
 
 
 def active_workspace() -> str | None:
