@@ -43,6 +43,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from raymlops._internal.io import resolve_files
     from raymlops._internal.ray_runtime import init_ray, shutdown_ray
+    from raymlops.evaluation.fairness import left_out
     from raymlops.pipeline.table_evaluation import evaluate_table
     from raymlops.registry.mlflow_registry import resolve
 
@@ -64,8 +65,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
              f"without a usable label left out; {result['rows_per_s'] or 0:.0f} rows/s)"]
     lines += [f"  {k:<14} {v:.4f}" for k, v in sorted(result["metrics"].items())]
     for column, numbers in (result.get("fairness") or {}).items():
+        small = left_out(numbers)
         lines.append(f"  fairness {column}: demographic parity difference "
-                     f"{numbers['demographic_parity_difference']}, equalized odds difference "
-                     f"{numbers['equalized_odds_difference']}")
+                     f"{_number(numbers['demographic_parity_difference'])}, equalized odds "
+                     f"difference {_number(numbers['equalized_odds_difference'])}"
+                     + (f" ({small})" if small else ""))
     emit(args, result, "\n".join(lines))
     return 0
+
+
+def _number(value: float | None) -> str:
+    return "not computed" if value is None else f"{value:.4f}"

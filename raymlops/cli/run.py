@@ -19,7 +19,9 @@ def add_commands(sub: Any) -> None:
     demo = sub.add_parser("demo", help="make the demo data and run the whole flow locally")
     add_common(demo)
     demo.add_argument("--port", type=int, default=None, help="HTTP port for Ray Serve")
-    demo.add_argument("--rows", type=int, default=20_000, help="rows of demo training data")
+    demo.add_argument("--rows", type=int, default=20_000,
+                      help="rows of demo training data (at least 1,200: its fairness gate "
+                      "compares gender groups of 100+ holdout rows)")
     demo.add_argument("--keep-serving", action="store_true",
                       help="keep the endpoint up after the run until Ctrl-C")
     demo.set_defaults(handler=cmd_demo)
@@ -54,13 +56,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import yaml
 
     from raymlops.config import load_config
-    from raymlops.data.demo import write_demo_data
+    from raymlops.data.demo import rows_for_fairness, write_demo_data
+    from raymlops.errors import ConfigError
 
+    text = resources.files("raymlops").joinpath("_resources/demo.yaml").read_text()
+    config = load_config(yaml.safe_load(text), {"deploy.port": args.port} if args.port else {})
+    least = rows_for_fairness(config.evaluation.fairness_min_rows,
+                              config.data.split.test_fraction)
+    if config.gates.fairness and args.rows < least:
+        raise ConfigError(
+            f"--rows {args.rows}: the demo needs at least {least}, so that its holdout holds "
+            f"two gender groups of evaluation.fairness_min_rows="
+            f"{config.evaluation.fairness_min_rows} rows for its fairness gate to compare")
     ws = Workspace.at(args.workdir).ensure()
     paths = write_demo_data(ws.demo_data_dir, rows=args.rows)
     log.info("demo data: %s and %s", paths["train"], paths["production"])
-    text = resources.files("raymlops").joinpath("_resources/demo.yaml").read_text()
-    config = load_config(yaml.safe_load(text), {"deploy.port": args.port} if args.port else {})
     return run_pipeline(args, config, ws, run_id=None, address=None)
 
 

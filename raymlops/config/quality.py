@@ -35,6 +35,8 @@ class EvaluationConfig(Section):
     #: extra slices, as ``column op value``: ``income < 20000``, ``region in ['north']``
     slices: list[str] = Field(default_factory=list)
     calibration_bins: int = Field(10, ge=2, le=100)
+    #: a sensitive group with fewer holdout rows is reported, not judged by fairness gates
+    fairness_min_rows: int = Field(30, ge=1)
 
     @model_validator(mode="after")
     def _slices_parse(self) -> EvaluationConfig:

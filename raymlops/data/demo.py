@@ -10,6 +10,7 @@ signal (ROC AUC of the true score is about 0.8).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ NUMERIC = (
     "open_accounts",
 )
 CATEGORICAL = ("home_ownership", "purpose", "region", "gender")
+#: each value's share of ``gender`` (the sensitive attribute)
+GENDER_SHARES = {"F": 0.48, "M": 0.49, "X": 0.03}
 
 #: Columns whose distribution moves in the production batch, and how.
 DRIFTED_COLUMNS = {
@@ -64,7 +67,7 @@ def make_lending_table(rows: int, seed: int = 0, *, drifted: bool = False) -> pd
     home = rng.choice(_HOME, rows, p=[0.42, 0.38, 0.17, 0.03])
     purpose = rng.choice(_PURPOSES, rows, p=purpose_p)
     region = rng.choice(_REGIONS, rows, p=[0.3, 0.25, 0.25, 0.2])
-    gender = rng.choice(["F", "M", "X"], rows, p=[0.48, 0.49, 0.03])
+    gender = rng.choice(list(GENDER_SHARES), rows, p=list(GENDER_SHARES.values()))
 
     # The label depends on the features the same way in both batches.
     z = (
@@ -133,3 +136,11 @@ def write_demo_data(
         tmp.replace(paths[name])
     stamp.write_text(params)
     return paths
+
+
+def rows_for_fairness(min_rows: int, holdout_fraction: float) -> int:
+    """The fewest training rows (in hundreds) whose holdout is expected to hold two
+    gender groups of ``min_rows`` rows with a tenth to spare: fewer, and a fairness gate
+    over judged groups has less than two to compare and fails closed."""
+    second = sorted(GENDER_SHARES.values())[-2]
+    return int(math.ceil(min_rows * 1.1 / (holdout_fraction * second) / 100) * 100)

@@ -92,9 +92,14 @@ def _fairness(report: dict[str, Any]) -> str:
     for column, numbers in fairness.items():
         groups = numbers.get("groups", {})
         parts.append(f"<h3>{h.escape(column)}</h3>")
-        parts.append(h.table(["group", "rows", "selection rate", "TPR", "FPR"], [
-            [g, v.get("rows"), h.fmt(v.get("selection_rate")), h.fmt(v.get("tpr")),
-             h.fmt(v.get("fpr"))] for g, v in groups.items()]))
+        parts.append(h.table(["group", "rows", "judged", "selection rate", "TPR", "FPR"], [
+            [g, v.get("rows"), "yes" if v.get("judged", True) else "no (too few rows)",
+             h.fmt(v.get("selection_rate")), h.fmt(v.get("tpr")), h.fmt(v.get("fpr"))]
+            for g, v in groups.items()]))
+        if numbers.get("not_judged"):
+            parts.append(f"<p>The measures compare the groups with at least "
+                         f"{h.escape(numbers.get('min_rows'))} rows "
+                         "(evaluation.fairness_min_rows).</p>")
         parts.append(h.table(["measure", "value"], [
             [m, h.fmt(numbers.get(m))] for m in ("demographic_parity_difference",
                                                  "demographic_parity_ratio",

@@ -166,7 +166,8 @@ def evaluate(config: PipelineConfig, *, test_dir: Path, model_uri: str, tracking
     plotted: dict[str, Any] = {}
     if task == "classification":
         decisions = (score >= cut).astype(int)
-        fair = fairness.fairness(y, decisions, scored, list(data.sensitive))
+        fair = fairness.fairness(y, decisions, scored, list(data.sensitive),
+                                 config.evaluation.fairness_min_rows)
         plotted = {"roc": curves.roc_curve(y, score), "pr": curves.pr_curve(y, score),
                    "calibration": curves.calibration(y, score, bins),
                    "confusion": curves.confusion(y.astype(int), decisions)}

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from raymlops.config import GatesConfig
+from raymlops.evaluation.fairness import left_out
 
 #: The evaluation metrics where higher is better (the rest: lower is better).
 GREATER_IS_BETTER = frozenset({"roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall",
@@ -135,13 +136,24 @@ def decide(gates: GatesConfig, metrics: dict[str, float], *,
                                    champion_label))
     for column, bounds in sorted(gates.fairness.items()):
         numbers = (fairness or {}).get(column, {})
+        small = left_out(numbers)
+        judged = len(numbers.get("groups") or {}) - len(numbers.get("not_judged") or {})
         for measure, limit in sorted(bounds.items()):
             value = numbers.get(measure)
             rule = f"gates.fairness.{column}.{measure}"
             if _unknown(value):
+                if not numbers:
+                    why = "is the column in data.sensitive?"
+                elif judged < 2:
+                    why = (f"{judged} group(s) to compare, two are needed"
+                           + (f"; {small}" if small else ""))
+                else:
+                    why = ("undefined for these decisions: a group without a selected row, "
+                           "or without a positive or negative label" + (
+                               f"; {small}" if small else ""))
                 rules.append(Rule(rule=rule, kind="fairness", value=value, bound=str(limit),
                                   passed=False, reason=f"{measure} of {column} was not computed"
-                                  " (is the column in data.sensitive?)"))
+                                  f" ({why})"))
                 continue
             assert value is not None
             ok = (limit.min is None or value >= limit.min) and (
@@ -151,6 +163,7 @@ def decide(gates: GatesConfig, metrics: dict[str, float], *,
                 f"<= {limit.max}" if limit.max is not None else "") if b)
             rules.append(Rule(rule=rule, kind="fairness", value=value, bound=limits, passed=ok,
                               reason=f"{measure} of {column} is {value:.4f}, "
-                                     f"{'within' if ok else 'outside'} {limits}"))
+                                     f"{'within' if ok else 'outside'} {limits}"
+                                     + (f"; {small}" if small else "")))
     rules += behaviour or []
     return GateVerdict(passed=all(r.passed for r in rules), rules=rules)

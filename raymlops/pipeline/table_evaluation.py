@@ -52,5 +52,6 @@ def evaluate_table(files: list[str], *, model_uri: str, tracking_uri: str,
     }
     if data.task == "classification":
         out["fairness"] = fairness.fairness(y, (score >= cut).astype(int), scored,
-                                            list(data.sensitive))
+                                            list(data.sensitive),
+                                            config.evaluation.fairness_min_rows)
     return out

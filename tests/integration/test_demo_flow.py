@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -318,6 +319,10 @@ def test_demo_shows_its_model_card_audit_trail_changes_and_serving_at(ws, demo_r
                  str(s["gate"]["reasons"][0])[:20]):
         assert part in card, part
     assert "<script src" not in card and "src='http" not in card and 'src="http' not in card
+    # the 3 % group (about 72 of the 2,400 holdout rows) is shown, not judged, and the
+    # fairness rule's reason says so
+    assert re.search(r"fairness_min_rows=100 not judged \(X: \d\d rows\)",
+                     " ".join(map(str, s["gate"]["reasons"]))), s["gate"]["reasons"]
     run_id = mlflow.MlflowClient().get_model_version("demo-lending", "1").run_id
     assert "reports/model_card.html" in {
         a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "reports")}
@@ -396,11 +401,11 @@ def test_rerun_with_the_same_run_id_reuses_stages_and_what_serves(ws, demo_run, 
 def test_raw_emails_never_reach_disk_or_mlflow(ws, demo_run):
     """Training ids and production ids (sent as requests) never land in a file of the run,
     Parquet decoded, every folder the run wrote, and Ray's session logs."""
-    from tests.pii_scan import scan_for
+    from tests.pii_scan import scan_for, session_logs
 
     train = pd.read_csv(ws.demo_data_dir / "train.csv")[demo.ID_COLUMN].tolist()
     production = pd.read_csv(ws.demo_data_dir / "production.csv")[demo.ID_COLUMN].tolist()
     found = scan_for([*train[:500], *production[:400]], ws.root,
-                     skip=[ws.demo_data_dir], extra=[Path("/tmp/ray/session_latest/logs")])
+                     skip=[ws.demo_data_dir], extra=[session_logs()])
     assert found.hits == [], found.hits[:5]
     assert found.parquet_files > 10 and found.files > 50

@@ -83,3 +83,53 @@ def test_fairness_numbers_agree_with_fairlearn():
     rates = frame.by_group["sr"]
     assert ours["disparate_impact_ratio"] == pytest.approx(rates.min() / rates.max(), abs=1e-9)
     assert set(ours["groups"]) == {"F", "M", "X", "__missing__"}
+
+
+def test_a_group_below_min_rows_is_reported_but_not_judged():
+    """A 2 % group whose selection rate is far off by chance (a handful of rows) does not
+    decide the gate: the measures are fairlearn's over the groups with enough rows."""
+    from fairlearn.metrics import demographic_parity_difference
+
+    from raymlops.config import GatesConfig
+    from raymlops.evaluation.gates import decide
+
+    rng = np.random.default_rng(5)
+    n = 1000
+    group = pd.Series(rng.choice(["F", "M"], n))
+    group.iloc[:20] = "X"
+    y = (rng.random(n) < 0.3).astype(int)
+    decisions = (rng.random(n) < 0.3).astype(int)
+    decisions[:20] = 1                     # every X row selected: a difference near 0.7
+    everything = fairness_of(y, decisions, group)
+    assert everything["demographic_parity_difference"] > 0.6
+    ours = fairness_of(y, decisions, group, min_rows=30)
+    assert ours["not_judged"] == {"X": 20} and ours["groups"]["X"]["judged"] is False
+    assert ours["groups"]["X"]["selection_rate"] == 1.0          # still reported
+    judged = (group != "X").to_numpy()
+    assert ours["demographic_parity_difference"] == pytest.approx(demographic_parity_difference(
+        y[judged], decisions[judged], sensitive_features=group[judged]), abs=1e-12)
+    assert ours["demographic_parity_difference"] < 0.1
+
+    gates = GatesConfig.model_validate(
+        {"fairness": {"gender": {"demographic_parity_difference": {"max": 0.2}}}})
+    verdict = decide(gates, {}, fairness={"gender": ours})
+    assert verdict.passed
+    assert "X: 20 rows" in verdict.rules[0].reason
+    assert "evaluation.fairness_min_rows=30" in verdict.rules[0].reason
+    assert not decide(gates, {}, fairness={"gender": everything}).passed
+
+    # one group left to judge: nothing to compare, and the gate fails closed, saying why
+    alone = fairness_of(y, decisions, group, min_rows=600)
+    assert alone["demographic_parity_difference"] is None
+    verdict = decide(gates, {}, fairness={"gender": alone})
+    assert not verdict.passed
+    assert "0 group(s) to compare, two are needed" in verdict.rules[0].reason
+    assert "X: 20 rows" in verdict.rules[0].reason
+
+    # two groups, but nobody selected: the ratio is 0/0, and the reason says so
+    ratio = GatesConfig.model_validate(
+        {"fairness": {"gender": {"demographic_parity_ratio": {"min": 0.8}}}})
+    none_selected = fairness_of(y, np.zeros(n, dtype=int), group, min_rows=30)
+    verdict = decide(ratio, {}, fairness={"gender": none_selected})
+    assert not verdict.passed and none_selected["demographic_parity_ratio"] is None
+    assert "undefined for these decisions" in verdict.rules[0].reason
