@@ -11,7 +11,15 @@ import sys
 import time
 from typing import Any
 
-from raymlops.cli._common import add_common, emit, overrides, owned, stores, tenant
+from raymlops.cli._common import (
+    add_common,
+    emit,
+    joined_cluster,
+    overrides,
+    owned,
+    stores,
+    tenant,
+)
 
 #: the environment name ``serve`` records in lineage: serving outside the pipeline
 SERVE_ENV = "serve"
@@ -156,27 +164,31 @@ def _serving_text(result: Any, settings: Any, name: str, version: str) -> str:
 
 
 def cmd_export_serve(args: argparse.Namespace) -> int:
-    import os
     from pathlib import Path
 
-    from raymlops._internal.ray_runtime import _would_start, init_ray, ray_running, shutdown_ray
-    from raymlops.errors import NotFoundError
     from raymlops.serving import export
 
     app = app_for(owned(args, args.name or args.model, "export the serving state of"))
-    target = args.address or os.environ.get("RAY_ADDRESS")
-    if not ray_running() and _would_start(target):
-        raise NotFoundError("no Ray cluster to export from: pass --address (or set "
-                            "RAY_ADDRESS) of the cluster that serves " + app)
-    joined = init_ray(target)
-    try:
+    with joined_cluster(args, "that serves " + app):
         caller = tenant(args)
         config = export.serve_config(app, host=args.host, port=args.port,
                                      others=caller.sees if args.all else None)
-    finally:
-        if joined:
-            shutdown_ray()  # disconnects: a joined cluster keeps serving
+        from ray import serve
+
+        left_out = set(serve.status().applications) - {a["name"] for a in
+                                                         config["applications"]}
     text = export.dump(config)
+    if left_out:
+        # `serve deploy` (and a RayService) replace the whole Serve state of a cluster
+        seen = sorted(a for a in left_out if caller.sees(a))
+        whose = " and ".join(filter(None, [
+            f"{len(seen)} live application(s) ({', '.join(seen)})" if seen else "",
+            "other projects' applications" if len(seen) < len(left_out) else ""]))
+        warning = (f"this file leaves out {whose}: `serve deploy` of it, or a RayService "
+                   "made from it, deletes them; export with --all from the platform's "
+                   "view (no --project) for the cluster's whole state")
+        print(f"raymlops: warning: {warning}", file=sys.stderr)
+        text = f"# raymlops export-serve: {warning}\n{text}"
     written = []
     if args.output:
         Path(args.output).write_text(text)

@@ -7,11 +7,19 @@ it bumps a flush epoch; every replica polls the actor a few times a second, flus
 the epoch moved, and acknowledges. ``flush_all`` returns once every running replica has
 acknowledged. The same channel is where a rollout controller will push traffic weights,
 because ``user_config`` reaches replicas in batches of 20% and a rollback cannot wait.
+
+The actor is detached, so that routing outlives the driver that deployed it. It ends
+itself once its application is gone: after ``RAYMLOPS_CONTROL_IDLE_S`` (default 300 s)
+without a call from a replica or a deploy, it asks Serve whether the application still
+exists, and if not, it kills itself (an application deleted with ``serve.delete`` left
+its actor, a process, behind for good).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from typing import Any
 
@@ -24,10 +32,24 @@ def control_name(app: str) -> str:
     return f"raymlops-control:{app}"
 
 
+def idle_s() -> float:
+    return float(os.environ.get("RAYMLOPS_CONTROL_IDLE_S", "300"))
+
+
+def should_end(idle_for: float, limit: float, app_exists: bool) -> bool:
+    """Whether a control actor idle for ``idle_for`` seconds ends itself."""
+    return idle_for >= limit and not app_exists
+
+
 class ServingControl:
     """The actor's state: a flush epoch and each replica's last acknowledgement."""
 
-    def __init__(self) -> None:
+    def __init__(self, app: str | None = None) -> None:
+        self.app = app
+        self.active = time.monotonic()
+        if app is not None:
+            threading.Thread(target=self._end_when_gone, daemon=True,
+                             name="raymlops-control-reaper").start()
         # Epochs start at the clock, in milliseconds: a restarted actor (its state lost)
         # never hands out an epoch a replica already acknowledged.
         self.epoch = int(time.time() * 1000)
@@ -36,7 +58,25 @@ class ServingControl:
         self.seen: dict[str, int] = {}  # replica -> the routing generation it routes by
         self.failures: dict[str, tuple[int, str]] = {}  # replica -> (generation, why)
 
+    def _end_when_gone(self) -> None:
+        limit = idle_s()
+        while True:
+            time.sleep(max(1.0, min(30.0, limit / 2)))
+            idle_for = time.monotonic() - self.active
+            if idle_for < limit:
+                continue
+            if not should_end(idle_for, limit, _app_exists(self.app)):
+                self.active = time.monotonic()
+                continue
+            import ray
+
+            log.warning("raymlops: control actor of %s ends: the application is gone and "
+                        "nothing called for %.0fs", self.app, idle_for)
+            ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+            return
+
     def request_flush(self) -> int:
+        self.active = time.monotonic()
         self.epoch += 1
         return self.epoch
 
@@ -44,6 +84,7 @@ class ServingControl:
              generation: int = 0) -> tuple[int, int]:
         """A replica reports the flush epoch it reached and the routing generation it
         routes by; the answer is the epoch to reach and the newest routing generation."""
+        self.active = time.monotonic()
         self.acks[replica] = (acked_epoch, written, time.time())
         self.seen[replica] = generation
         return self.epoch, self.generation()
@@ -53,6 +94,7 @@ class ServingControl:
 
     def set_routing(self, state: dict[str, Any]) -> int:
         """Keep ``state`` if it is newer than the one held; returns the generation held."""
+        self.active = time.monotonic()
         if int(state.get("generation", 0)) > self.generation():
             self.state = dict(state)
         return self.generation()
@@ -90,7 +132,20 @@ def get_or_create(app: str) -> Any:
 
     actor_cls = ray.remote(num_cpus=0, max_restarts=-1)(ServingControl)
     return actor_cls.options(name=control_name(app), namespace=NAMESPACE, lifetime="detached",
-                             get_if_exists=True).remote()
+                             get_if_exists=True).remote(app)
+
+
+def _app_exists(app: str | None) -> bool:
+    """Whether Serve still has ``app``; True when that cannot be told (keep the actor)."""
+    from ray import serve
+    from ray.serve.exceptions import RayServeException
+
+    try:
+        return app in serve.status().applications
+    except RayServeException:
+        return False  # no Serve instance: no application either
+    except Exception:  # noqa: BLE001 - the controller is busy or restarting: ask later
+        return True
 
 
 def lookup(app: str) -> Any:

@@ -31,7 +31,10 @@ INTERVAL_S = 8.0
 def _replica_pids() -> list[int]:
     from ray.util.state import list_actors
 
-    return [a.pid for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+    from raymlops._internal.ray_runtime import state_address
+
+    return [a.pid for a in list_actors(address=state_address(),
+                                       filters=[("state", "=", "ALIVE")], limit=1000)
             if (a.name or "").startswith(f"SERVE_REPLICA::{APP}#{APP}#")]
 
 

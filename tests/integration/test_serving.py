@@ -102,3 +102,25 @@ def test_a_replica_writes_its_buffer_when_it_shuts_down(model, serve_port):
     assert _captured(model).empty
     serve.delete(APP)
     assert len(_captured(model)) == 5
+
+
+def test_a_control_actor_ends_once_its_application_is_gone(ray_session):
+    """A detached control actor whose application no longer exists ends itself after its
+    idle time (20 s in this session, tests/conftest.py), instead of keeping a process for
+    good: one that was never deployed, and the capture test's, whose application the
+    test above deleted with serve.delete."""
+    import ray
+
+    from raymlops.serving import control
+
+    actor = control.get_or_create("never-deployed")
+    assert ray.get(actor.generation.remote(), timeout=60) == 0
+    deadline, alive = time.monotonic() + 120, {"never-deployed", APP}
+    while alive and time.monotonic() < deadline:
+        for app in list(alive):
+            try:
+                control.lookup(app)
+            except ValueError:  # no actor by that name any more
+                alive.discard(app)
+        time.sleep(2)
+    assert not alive, f"control actors still alive after 120 s: {alive}"

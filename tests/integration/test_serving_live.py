@@ -26,6 +26,7 @@ from raymlops.config import DeployConfig
 from raymlops.serving import control, metrics
 from raymlops.serving.deploy import current_routing, deploy, wait_routed
 from raymlops.serving.routing import plan
+from tests.conftest import METRICS_REPORT_MS
 
 pytestmark = pytest.mark.integration
 APP = "live-test"
@@ -34,7 +35,10 @@ APP = "live-test"
 def _replica_actors() -> set[str]:
     from ray.util.state import list_actors
 
-    return {a.actor_id for a in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000,
+    from raymlops._internal.ray_runtime import state_address
+
+    return {a.actor_id for a in list_actors(address=state_address(),
+                                           filters=[("state", "=", "ALIVE")], limit=10_000,
                                            raise_on_missing_output=False)
             if a.class_name == f"ServeReplica:{APP}:{APP}"}
 
@@ -162,8 +166,9 @@ def _wait_for(check, timeout_s: float = 30.0):
 
 
 def _settled() -> dict:
-    """A scrape after the agent has reported every earlier request (the count stands
-    still across more than one report interval)."""
+    """A scrape after the agent has reported every earlier request: the count stands
+    still across more than one report interval (each replica reports on its own clock,
+    so two scrapes inside one interval can agree while a report is still to come)."""
     last = None
     while True:
         families = _families(_scrape())
@@ -171,7 +176,7 @@ def _settled() -> dict:
         if now == last:
             return families
         last = now
-        time.sleep(1.2)
+        time.sleep(METRICS_REPORT_MS / 1000 + 1.0)
 
 
 def test_shadow_copies_and_per_version_metrics(live):

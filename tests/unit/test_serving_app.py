@@ -120,3 +120,11 @@ def test_a_client_error_survives_the_handle_between_ingress_and_version():
         assert (back.field, back.message, back.status, back.row) == ("income", error.message,
                                                                      422, 3)
         assert back.to_json() == error.to_json()
+
+
+def test_a_control_actor_ends_only_when_idle_and_its_application_is_gone():
+    from raymlops.serving.control import should_end
+
+    assert should_end(301, 300, app_exists=False)
+    assert not should_end(301, 300, app_exists=True)  # deployed, just quiet
+    assert not should_end(10, 300, app_exists=False)  # not idle long enough
