@@ -75,7 +75,10 @@ def _services(args: argparse.Namespace) -> Any:
     from raymlops.pipeline.promotion import Services
 
     config = load_config(args.config)
-    tenant(args, config)  # --project must be the config's own
+    caller = tenant(args, config)  # --project must be the config's own
+    if getattr(args, "model", None):  # --project binds as the config's tenancy does
+        caller.own(args.model, {"approve": "approve", "promote": "promote",
+                                "rollback": "roll back"}.get(args.command, "use"))
     ws = Workspace.at(args.workdir)
     mlflow.set_tracking_uri(config.tracking.uri or ws.mlflow_uri)
     from raymlops.tenancy import use_workspace

@@ -182,10 +182,17 @@ class LineageStore:
 
     # -- runs -------------------------------------------------------------------------
     def start_run(self, run_id: str, project: str, config: dict[str, Any]) -> bool:
-        """Record a run; returns False when the run already existed (a resume)."""
+        """Record a run; returns False when the run already existed (a resume). A run
+        continues only in the project that started it (PermissionDeniedError)."""
         with Session(self.engine) as s, s.begin():
             row = s.get(RunRow, run_id)
             if row is not None:
+                if row.project != project:
+                    from raymlops.errors import PermissionDeniedError
+
+                    raise PermissionDeniedError(
+                        f"--run-id {run_id}: the run belongs to project {row.project!r}; "
+                        f"project {project!r} cannot continue it")
                 row.status, row.error, row.finished_at = "running", None, None
                 return False
             s.add(RunRow(run_id=run_id, project=project, status="running", config=config,

@@ -131,6 +131,13 @@ def test_a_project_cannot_load_promote_serve_or_read_the_lineage_of_anothers(ten
     code, out = _cli("evaluate", "credit", "--data", holdout, "--project", "beta",
                      "--workdir", workdir, "--json")
     assert code == 0, out
+    # alpha's own export holds its application only, and says that applying it as is
+    # (serve deploy replaces the cluster's whole Serve state) would delete the others,
+    # without naming another project's
+    code, out = _cli("export-serve", "credit", "--project", "alpha", "--workdir", workdir)
+    assert code == 0 and out.startswith("# raymlops export-serve: this file leaves out"), out
+    assert "other projects' applications" in out.splitlines()[0]
+    assert "beta" not in out and "name: alpha.credit" in out
     # beta's model still serves beta's version, untouched by alpha's attempts
     code, out = _cli("status", "--project", "beta", "--workdir", workdir, "--json")
     [row] = json.loads(out)

@@ -37,6 +37,11 @@ def test_stage_records_round_trip_and_update(store):
     run = f"run-{uuid.uuid4().hex[:8]}"
     assert store.start_run(run, "p", {"a": 1}) is True
     assert store.start_run(run, "p", {"a": 1}) is False  # a resume, not a second run
+    from raymlops.errors import PermissionDeniedError
+
+    with pytest.raises(PermissionDeniedError, match=r"belongs to project 'p'; project 'q'"):
+        store.start_run(run, "q", {"a": 1})  # another project cannot continue it
+    assert store.start_run(run, "p", {"a": 1}) is False
     assert store.get_stage(run, "ingest") is None
     now = datetime.now(UTC)
     store.record_stage(run, "ingest", input_digest="d1", outputs={"rows": 3}, started_at=now,
