@@ -111,8 +111,25 @@ def test_kuberay_clusters_autoscale_cpu_and_gpu_groups_with_token_auth(name):
     assert gpu["nvidia.com/gpu"] == "1"
     assert groups["gpu"]["labels"]["accelerator"].startswith("nvidia-")
     for group in [spec["headGroupSpec"], *groups.values()]:
-        env = {e["name"]: e["value"] for e in group["template"]["spec"]["containers"][0]["env"]}
+        env = {e["name"]: e.get("value", e.get("valueFrom"))
+               for e in group["template"]["spec"]["containers"][0]["env"]}
         assert env["RAY_AUTH_MODE"] == "token"
+
+
+def test_every_rayjob_pod_mounts_the_shared_workdir_and_reads_credentials_from_a_secret():
+    """Stages of one run may land on any pod: the --workdir of the entrypoint is a
+    volume every pod mounts, and no password is in the manifest or the config."""
+    job = yaml.safe_load((CLUSTER / "kuberay" / "rayjob.yaml").read_text())
+    workdir = job["spec"]["entrypoint"].split("--workdir ")[1].split()[0]
+    spec = job["spec"]["rayClusterSpec"]
+    for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+        pod = group["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == workdir]
+        assert "persistentVolumeClaim" in volumes[mount["name"]]
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "raymlops-stores"
+    assert "password" not in (ROOT / "configs" / "team.yaml").read_text().lower()
 
 
 def test_rayservice_carries_a_valid_serve_config():
