@@ -6,7 +6,8 @@
 - ``quality``: ``evaluate`` (a registered version on a labelled table);
 - ``serving``: ``serve`` (a registered model in the foreground), ``export-serve``;
 - ``data``: ``schema``, ``drift`` (tables);
-- ``usage``: ``usage`` (CPU- and GPU-hours per project, model and day).
+- ``usage``: ``usage`` (CPU- and GPU-hours per project, model and day), ``quota``
+  (the platform's quota per project).
 
 Failures print one line; the traceback of an unexpected error goes to
 ``<workdir>/logs/last-error.log``. Exit codes are listed in ``raymlops --help`` and in
@@ -42,7 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the signal _terminate saw in this main(): Ray's get turns any KeyboardInterrupt raised
+#: while it waits (Terminated included) into a plain one, so the type alone cannot tell
+_RECEIVED: list[int] = []
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
+    _RECEIVED.append(signum)
     raise Terminated(f"received signal {signal.Signals(signum).name}")
 
 
@@ -54,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     set_ray_auth_mode()
     previous = signal.getsignal(signal.SIGTERM)
+    _RECEIVED.clear()
     try:
         signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread (an embedding application)
@@ -63,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     except RaymlopsError as exc:
         print(f"raymlops: {exc.headline()}", file=sys.stderr)
         return exc.exit_code
-    except Terminated as exc:
-        print(f"raymlops: terminated ({exc}); the run is marked interrupted", file=sys.stderr)
-        return 143
     except KeyboardInterrupt:
+        if _RECEIVED:  # _terminate ran, whatever became of its Terminated
+            print(f"raymlops: terminated (received signal {signal.Signals(_RECEIVED[0]).name}"
+                  "); the run is marked interrupted", file=sys.stderr)
+            return 143
         print("raymlops: interrupted; the run is marked interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `raymlops ... | head`: the reader left; not an error of ours

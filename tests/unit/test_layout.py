@@ -9,6 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "raymlops"
 STAGES = ("data", "training", "evaluation", "registry", "serving", "monitoring")
+_WHERE: dict[str, str] = __import__("raymlops")._WHERE  # the package's lazy names
 
 
 def _imports(path: Path) -> set[str]:
@@ -17,8 +18,9 @@ def _imports(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
-            if node.module == "raymlops":  # from raymlops import training
-                found.update(f"raymlops.{alias.name}" for alias in node.names)
+            if node.module == "raymlops":  # from raymlops import training / Pipeline
+                found.update(_WHERE.get(alias.name, f"raymlops.{alias.name}")
+                             for alias in node.names)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
     return found
