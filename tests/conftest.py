@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,76 @@ from raymlops._internal.ray_runtime import apply_ray_defaults  # imports no Ray
 apply_ray_defaults()  # auth mode and Train's poll interval, as raymlops' init_ray sets them
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+# a control actor whose application is gone ends after 20 s idle, not 300: the suite
+# deploys and deletes dozens of applications on one Ray (raymlops/serving/control.py)
+os.environ.setdefault("RAYMLOPS_CONTROL_IDLE_S", "20")
+
+
+# -- two workers (the README's `pytest -n 2`): one Ray per worker -----------------------
+# A test module is one unit of work, so that its module fixtures are built once; modules
+# sharing an expensive session fixture are one unit. Units go out longest first (as
+# measured in CI), then the unit tests one by one, which fill the end of both workers.
+# (xdist's own --dist loadgroup cannot do this under pytest 9.2: it renames a test by
+# assigning Node._nodeid, which pytest 9.2 no longer reads, so groups were split.)
+_SHARED = {
+    "serving": ("test_serving", "test_serving_http", "test_serving_live",
+                "test_serving_separate", "test_serving_chaos", "test_cluster_jobs"),
+    "demo": ("test_demo_flow", "test_serve_command"),
+    "training": ("test_training", "test_worker_kill"),
+}
+_LONGEST_FIRST = ("serving", "test_tenancy", "training", "test_resume", "test_cli_runs",
+                  "test_incremental", "demo", "test_team_setup", "test_retrain",
+                  "test_second_table", "test_parity", "test_governance", "test_autoscaling")
+
+
+#: how often the session Ray's workers report their metrics to its node agent
+METRICS_REPORT_MS = 5000
+
+def _unit(path: Path) -> str | None:
+    """The unit of work of a test file: None for a unit test (each test is its own)."""
+    if path.parent.name not in ("integration", "chaos"):
+        return None
+    return next((g for g, modules in _SHARED.items() if path.stem in modules), path.stem)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In the controlling process, before any worker starts a Ray: the token that token
+    auth needs (~/.ray/auth_token). Each worker's first ray.init would otherwise write
+    one of its own at the same moment, and a worker could end up with the other's."""
+    if getattr(config, "workerinput", None) is None:
+        from ray._private.authentication.authentication_token_setup import (
+            ensure_token_if_auth_enabled,
+        )
+
+        ensure_token_if_auth_enabled()
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: no xdist, no scheduler
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scope scheduler, with our units as scopes, in the workers' order."""
+    if config.getvalue("dist") == "each":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(Path(nodeid.split("::", 1)[0])) or nodeid
+
+    config.option.loadscopereorder = False  # keep the longest-first order below
+    return ByUnit(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if getattr(config, "workerinput", None) is None:
+        return  # one process: the collection order (unit tests first)
+
+    def rank(item: pytest.Item) -> int:
+        unit = _unit(item.path)
+        if unit is None:
+            return len(_LONGEST_FIRST) + 1
+        return _LONGEST_FIRST.index(unit) if unit in _LONGEST_FIRST else len(_LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: a unit's tests keep their order
 
 
 def free_port() -> int:
@@ -46,12 +117,20 @@ def ray_session():
     # its last data and training stage.
     # The dashboard is on, as in raymlops' init_ray: Ray Train's placement-group cleaner
     # needs the State API it serves (see raymlops/_internal/ray_runtime.py).
-    # Metrics: a known export port, and the agent reporting every second instead of 10,
-    # so that the serving metrics test waits a second for a count, not ten.
-    ray.init(num_cpus=4, include_dashboard=True, log_to_driver=False,
-             logging_level=logging.WARNING, _metrics_export_port=free_port(),
-             _system_config={"metrics_report_interval_ms": 1000})
-    from raymlops._internal.ray_runtime import quiet_ray
+    # Metrics: a known export port, and the agent reporting every 5 s instead of 10, so
+    # that the serving metrics test waits seconds for a count. Not every second: at 1 s
+    # the dashboard agent alone took a fifth of a core for the whole session (measured:
+    # 155 CPU-seconds in its first 783 s), about a tenth of the machine.
+    # Its processes find its State API by RAY_API_SERVER_ADDRESS (pinned_state_api): the
+    # other pytest worker's Ray and the tests' own heads run on the same machine.
+    from raymlops._internal.ray_runtime import pinned_state_api, quiet_ray
+
+    # A random port: two workers would both find 8265 free at the same moment.
+    with pinned_state_api(free_port()) as dashboard_port:
+        ray.init(num_cpus=4, include_dashboard=True, log_to_driver=False,
+                 logging_level=logging.WARNING, _metrics_export_port=free_port(),
+                 dashboard_port=dashboard_port,
+                 _system_config={"metrics_report_interval_ms": METRICS_REPORT_MS})
 
     quiet_ray()
     yield ray

@@ -101,20 +101,32 @@ def scan_for(values: list[str], root: Path, *, skip: list[Path] = (),  # type: i
     """Every file under ``root`` (but ``skip``) and ``extra``, searched for ``values``.
 
     A value found inside a longer one counts (the search is for bytes, as a leak would
-    be, whatever surrounds them)."""
-    columns = columns or {}
+    be, whatever surrounds them). The files are read in a child process: closing a
+    descriptor of a SQLite file drops every POSIX lock this process holds on it (the
+    tests hold lineage and MLflow connections), and another process may then truncate
+    the WAL under a live reader (sqlite.org/howtocorrupt.html, 2.2; a test then read
+    "database disk image is malformed"). A child's descriptors are its own."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    for folder in extra:  # a folder asked for must be there, or the scan proves nothing
+        if not folder.is_dir() or not any(p.is_file() for p in folder.rglob("*")):
+            raise AssertionError(f"{folder} holds no files to scan")
+    skipped = [p.resolve() for p in skip]
+    paths = [str(p) for folder in (root, *extra) if folder.exists() for p in folder.rglob("*")
+             if p.is_file() and not any(s in p.resolve().parents for s in skipped)]
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        return child.submit(_scan_files, paths, values, columns or {}).result()
+
+
+def _scan_files(paths: list[str], values: list[str],
+                columns: dict[str, re.Pattern[str]]) -> Scan:
     pattern = trie_pattern(sorted({v.encode() for v in values if v}))
     near = [re.compile(re.escape(name).encode()
                        + rb"""["']?\s*[:=]\s*["']?(\d[\d.]*)(?![\d.\-])""")
             for name in columns]
     scan = Scan()
-    for folder in extra:  # a folder asked for must be there, or the scan proves nothing
-        if not folder.is_dir() or not any(p.is_file() for p in folder.rglob("*")):
-            raise AssertionError(f"{folder} holds no files to scan")
-    skipped = [p.resolve() for p in skip]
-    paths = [p for folder in (root, *extra) if folder.exists() for p in folder.rglob("*")
-             if p.is_file() and not any(s in p.resolve().parents for s in skipped)]
-    for path in paths:
+    for path in map(Path, paths):
         scan.files += 1
         if path.suffix == ".parquet":
             _scan_parquet(path, pattern, columns, scan)
@@ -134,3 +146,12 @@ def scan_for(values: list[str], root: Path, *, skip: list[Path] = (),  # type: i
             with contextlib.suppress(ValueError):
                 _walk_json(json.loads(blob), columns, str(path), scan)
     return scan
+
+
+def session_logs() -> Path:
+    """This process's Ray's logs. Not /tmp/ray/session_latest: that is whichever Ray on
+    the machine started last (the other pytest worker's, or a test's own head)."""
+    from ray._private.worker import _global_node
+
+    assert _global_node is not None, "no Ray in this process"
+    return Path(_global_node.get_session_dir_path()) / "logs"

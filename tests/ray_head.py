@@ -59,12 +59,15 @@ def ray_head(*, num_cpus: int, args: list[str] | None = None,
              timeout_s: float = 120) -> Iterator[Head]:
     # short: Ray's Unix sockets live under it (a path over 107 bytes fails)
     temp_dir = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
-    port, dashboard_port = port or free_port(), free_port()
+    port, dashboard_port, agent_port = port or free_port(), free_port(), free_port()
     full_env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token"),
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                 **(env or {})}
     for leaked in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         full_env.pop(leaked, None)  # the session's, set by its fixtures: not the cluster's
+    # its processes (Train's placement-group cleaner, a job's driver) find its State API
+    # by name, not by looking for the one Ray on the machine (see pinned_state_api)
+    full_env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{dashboard_port}"
     ray = str(Path(sys.executable).parent / "ray")
     log = (temp_dir / "ray-start.log").open("w")
     process = subprocess.Popen(
@@ -72,7 +75,7 @@ def ray_head(*, num_cpus: int, args: list[str] | None = None,
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
          f"--temp-dir={temp_dir}", "--disable-usage-stats",
          # fixed by default (52365, 10001, ...): the session's Ray holds them already
-         f"--dashboard-agent-listen-port={free_port()}",
+         f"--dashboard-agent-listen-port={agent_port}",
          f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
          f"--runtime-env-agent-port={free_port()}", f"--ray-client-server-port={free_port()}",
          *(args or [])],
@@ -80,18 +83,28 @@ def ray_head(*, num_cpus: int, args: list[str] | None = None,
     dashboard = f"http://127.0.0.1:{dashboard_port}"
     try:
         deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"`ray start --head` exited with {process.returncode}:\n"
-                            + (temp_dir / "ray-start.log").read_text()[-3000:])
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{dashboard}/api/version", timeout=2,
-                                headers=auth_headers()).ok:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"the Ray head's dashboard did not answer at {dashboard} within "
-                            f"{timeout_s:.0f}s")
-            time.sleep(0.5)
+        # the dashboard first, then the head's dashboard agent: a job is submitted through
+        # the agent, and the dashboard answers "No available agent to submit job" when it
+        # finds none within 10 s (CI saw that on a loaded box). The agent registers itself
+        # in the GCS right after its HTTP server starts.
+        for what, url in (("dashboard", f"{dashboard}/api/version"),
+                          ("dashboard agent", f"http://127.0.0.1:{agent_port}/api/healthz")):
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"`ray start --head` exited with {process.returncode}:\n"
+                                + (temp_dir / "ray-start.log").read_text()[-3000:])
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(url, timeout=2, headers=auth_headers()).ok:
+                        break
+                # the agent stays up without HTTP when its port was taken: say so now
+                for agent_log in temp_dir.glob("session_*/logs/dashboard_agent.log"):
+                    if "Failed to start HTTP server" in agent_log.read_text(errors="replace"):
+                        pytest.fail(f"the Ray head's dashboard agent could not serve HTTP on "
+                                    f"port {agent_port}: see {agent_log}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the Ray head's {what} did not answer at {url} within "
+                                f"{timeout_s:.0f}s")
+                time.sleep(0.5)
         from ray._private.services import get_node_ip_address
 
         yield Head(f"{get_node_ip_address()}:{port}", dashboard, temp_dir, full_env)

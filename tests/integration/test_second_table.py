@@ -140,7 +140,7 @@ def test_no_raw_birth_year_or_phone_number_reaches_any_file(churn):
     import re
 
     from raymlops.serving.deploy import flush_capture
-    from tests.pii_scan import scan_for
+    from tests.pii_scan import scan_for, session_logs
 
     summary, workdir = churn["summary"], churn["workdir"]
     production = make_churn_table(300, seed=12).drop(columns=["Churn"])
@@ -158,7 +158,7 @@ def test_no_raw_birth_year_or_phone_number_reaches_any_file(churn):
     training = make_churn_table(4000, seed=11)
     phones = [*production["phone"], *training["phone"].head(500)]
     found = scan_for(phones, workdir, skip=[workdir / "churn-data"],
-                     extra=[Path("/tmp/ray/session_latest/logs")],
+                     extra=[session_logs()],
                      columns={"birth_year": re.compile(r"^(19|20)\d\d(\.0)?$")})
     assert found.hits == [], found.hits[:5]
     assert found.parquet_files > 5

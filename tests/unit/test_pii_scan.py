@@ -40,3 +40,35 @@ def test_it_finds_raw_birth_years_by_column_not_by_any_four_digits(tmp_path):
 def test_a_generalized_band_next_to_the_column_name_is_not_a_hit(tmp_path):
     (tmp_path / "events.log").write_text('{"birth_year": "1940-1949", "n": 3}')
     assert scan_for([], tmp_path, columns={"birth_year": YEAR}).hits == []
+
+
+def test_scanning_a_live_sqlite_database_keeps_this_processs_locks_on_it(tmp_path):
+    """The scan reads a database's file and its WAL (a row only there is found) and
+    leaves this process's locks alone: another process cannot truncate the WAL under a
+    read transaction held here. Read in this process, the close drops the locks and the
+    truncating checkpoint goes through (busy 0): the corruption a test once saw."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = tmp_path / "lineage.db"
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # rows stay in the WAL
+    writer.execute("CREATE TABLE events (payload TEXT)")
+    writer.execute("INSERT INTO events VALUES ('first')")
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM events").fetchone() == (1,)
+    writer.execute("INSERT INTO events VALUES ('{\"email\": \"ann@corp.example\"}')")
+
+    found = scan_for(["ann@corp.example"], tmp_path)
+    assert [h[0].rsplit("/", 1)[1] for h in found.hits] == ["lineage.db-wal"]
+    checkpoint = subprocess.run(
+        [sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1])"
+         ".execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()[0])", str(db)],
+        capture_output=True, text=True, check=True, timeout=60)
+    assert checkpoint.stdout.strip() == "1"  # busy: the reader's lock still holds
+    reader.execute("COMMIT")
+    reader.close()
+    writer.close()
