@@ -8,7 +8,8 @@
   theirs), for this driver's job only. Serve replicas belong to the Serve controller's
   job, so serving is not counted here.
 - **Peak memory** is the highest memory in use across the cluster's nodes during the
-  stage, from Ray's ``ray_node_mem_used`` on every node's metrics endpoint, read when
+  stage: each live node's memory in use as its reporter last read it (the number Ray
+  exports as ``ray_node_mem_used``), from the dashboard's node summary, read when
   the stage starts, when it ends, and once per reporter update between (Ray's
   ``REPORTER_UPDATE_INTERVAL_MS``, 5 s by default). The node reporters refresh it that
   often, so a stage shorter than that may show the value from before it. It counts
@@ -187,27 +188,44 @@ def _spilled() -> int | None:
 
 
 def _node_memory() -> float:
-    """Memory in use on every live node now (bytes), from each node's metrics."""
-    import ray
+    """Memory in use on every live node now (bytes): the dashboard's node summary, which
+    holds each node reporter's last reading, the same number as Ray's
+    ``ray_node_mem_used`` gauge. Not each node's ``/metrics`` page: that carries every
+    series the node ever exported (Ray Data's per-dataset histograms, Serve's
+    per-replica ones), and on a long-lived cluster it grew to 10 MB, about a second of
+    the agent's CPU per read (seen in CI, read every 5 s by every running stage)."""
     import requests
+    from ray._private.authentication.http_token_authentication import (
+        get_auth_headers_if_auth_enabled,
+    )
 
+    answer = requests.get(f"{_dashboard_url()}/nodes?view=summary", timeout=5,
+                          headers=get_auth_headers_if_auth_enabled({}))
+    answer.raise_for_status()
+    return _memory_in_use(answer.json())
+
+
+def _dashboard_url() -> str:
+    """The dashboard of the cluster this driver is connected to, as its GCS records it."""
+    from ray._private import ray_constants
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    address = _internal_kv_get(ray_constants.DASHBOARD_ADDRESS,
+                               namespace=ray_constants.KV_NAMESPACE_DASHBOARD)
+    if not address:
+        raise LookupError("the cluster runs no dashboard")
+    text = address.decode() if isinstance(address, bytes) else str(address)
+    return text if "://" in text else f"http://{text}"
+
+
+def _memory_in_use(summary: dict[str, Any]) -> float:
+    """Sum of ``mem`` = [total, available, percent, used] over the live nodes."""
     used = 0.0
-    for node in ray.nodes():
-        if not (node.get("Alive") and node.get("MetricsExportPort")):
-            continue
-        text = requests.get(f"http://{node['NodeManagerAddress']}:"
-                            f"{node['MetricsExportPort']}/metrics", timeout=5).text
-        used += _metric(text, "ray_node_mem_used")
+    for node in (summary.get("data") or {}).get("summary") or []:
+        mem = node.get("mem") or []
+        if len(mem) >= 4 and (node.get("raylet") or {}).get("state", "ALIVE") == "ALIVE":
+            used += float(mem[3])
     return used
-
-
-def _metric(exposition: str, name: str) -> float:
-    total = 0.0
-    for line in exposition.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            with contextlib.suppress(ValueError):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def cost(usage: dict[str, float], prices: dict[str, Any]) -> float:

@@ -86,3 +86,16 @@ def test_the_usage_command_rejects_a_bad_price_table_and_time(tmp_path):
     with pytest.raises(ConfigError, match="--since 'yesterday'"):
         _since("yesterday")
     assert _since("2026-12-01").tzinfo is UTC
+
+
+def test_memory_in_use_sums_the_live_nodes_of_the_dashboards_summary():
+    """``mem`` is [total, available, percent, used], as Ray's reporter sends it; a dead
+    node's last reading is not memory in use now."""
+    summary = {"data": {"summary": [
+        {"mem": [16e9, 10e9, 37.5, 6e9], "raylet": {"state": "ALIVE"}},
+        {"mem": [8e9, 7e9, 12.5, 1e9], "raylet": {"state": "ALIVE"}},
+        {"mem": [8e9, 1e9, 87.5, 7e9], "raylet": {"state": "DEAD"}},
+        {"raylet": {"state": "ALIVE"}},  # not reported yet
+    ]}}
+    assert usage._memory_in_use(summary) == 7e9
+    assert usage._memory_in_use({"data": {"summary": []}}) == 0.0

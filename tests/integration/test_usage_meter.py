@@ -1,0 +1,40 @@
+"""The usage meter's memory reading, on the session's real Ray: the dashboard's node
+summary gives the same number as Ray's own ``ray_node_mem_used`` gauge."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.integration
+
+
+def _gauge() -> float:
+    """ray_node_mem_used summed over the live nodes' metrics pages."""
+    import ray
+
+    total = 0.0
+    for node in ray.nodes():
+        if node.get("Alive") and node.get("MetricsExportPort"):
+            text = requests.get(f"http://{node['NodeManagerAddress']}:"
+                                f"{node['MetricsExportPort']}/metrics", timeout=30).text
+            total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                         if line.startswith("ray_node_mem_used{"))
+    return total
+
+
+def test_node_memory_is_what_ray_exports_as_node_mem_used(ray_session):
+    from raymlops._internal.usage import _node_memory
+
+    deadline, seen = time.monotonic() + 60, []
+    while time.monotonic() < deadline:
+        ours, gauge = _node_memory(), _gauge()
+        seen.append((ours, gauge))
+        # both come from the node reporter's same reading (every 5 s); a report landing
+        # between the two reads can move the number a little
+        if ours > 0 and gauge > 0 and abs(ours - gauge) <= 0.1 * gauge:
+            return
+        time.sleep(2)
+    raise AssertionError(f"the summary's memory and ray_node_mem_used disagree: {seen}")
