@@ -88,10 +88,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=rank)  # stable: a unit's tests keep their order
 
 
+_GIVEN: set[int] = set()  # the ports free_port handed out in this process
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free now, and never one this process handed out before. Picked one at a
+    time, the kernel can give the same ephemeral port twice before anything binds it:
+    CI saw `ray start --head` refuse a metrics port that equalled another of its ports."""
+    for _ in range(1000):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+    raise OSError("no free port that this process has not handed out already")
 
 
 @pytest.fixture
