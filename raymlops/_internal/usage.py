@@ -43,6 +43,11 @@ class _Window:
     spilled_before: int | None = None
     spilled_after: int | None = None
     peak_memory: float = 0.0
+    memory_reads: int = 0  # how many reads of the nodes' memory answered
+
+    def saw_memory(self, used: float) -> None:
+        self.peak_memory = max(self.peak_memory, used)
+        self.memory_reads += 1
 
 
 def _reporter_interval_s() -> float:
@@ -58,9 +63,9 @@ class UsageMeter:
     """Stage windows during a run; the usage in each, once the run is over."""
 
     windows: dict[str, _Window] = field(default_factory=dict)
-    #: the node's memory gauge changes once per reporter update (Ray's
+    #: a node's memory reading changes once per reporter update (Ray's
     #: REPORTER_UPDATE_INTERVAL_MS, 5 s): reading it more often only costs the
-    #: dashboard agent a scrape of every metric on the node
+    #: dashboard a request that answers the same
     interval_s: float = field(default_factory=_reporter_interval_s)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -69,7 +74,7 @@ class UsageMeter:
     def begin(self, stage: str) -> None:
         window = self.windows[stage] = _Window(time.time(), spilled_before=_spilled())
         with contextlib.suppress(Exception):  # a missed read is not a failed stage
-            window.peak_memory = _node_memory()
+            window.saw_memory(_node_memory())
         self._current = stage
         if self._thread is None:
             self._thread = threading.Thread(target=self._sample, daemon=True,
@@ -80,7 +85,7 @@ class UsageMeter:
         window = self.windows[stage]
         window.end, window.spilled_after = time.time(), _spilled()
         with contextlib.suppress(Exception):
-            window.peak_memory = max(window.peak_memory, _node_memory())
+            window.saw_memory(_node_memory())
         self._current = None
 
     def close(self) -> None:
@@ -98,7 +103,7 @@ class UsageMeter:
                 continue
             window = self.windows.get(stage)
             if window is not None:
-                window.peak_memory = max(window.peak_memory, used)
+                window.saw_memory(used)
 
     def collect(self) -> dict[str, dict[str, float]]:
         """Per stage that ran: CPU-seconds, GPU-seconds, peak memory, spilled bytes."""
@@ -130,6 +135,12 @@ class UsageMeter:
                           "wall_seconds": round(end - window.start, 3)}
             if held is None:
                 out[stage]["unmeasured"] = 1.0
+            if not window.memory_reads:  # 0 would read as "used no memory"
+                out[stage]["memory_unmeasured"] = 1.0
+        missed = sorted(s for s, w in self.windows.items() if not w.memory_reads)
+        if missed:
+            log.warning("usage: no memory reading answered during %s; their peak memory "
+                        "is not recorded (memory_unmeasured)", ", ".join(missed))
         return out
 
 
@@ -190,26 +201,50 @@ def _spilled() -> int | None:
 def _node_memory() -> float:
     """Memory in use on every live node now (bytes): the dashboard's node summary, which
     holds each node reporter's last reading, the same number as Ray's
-    ``ray_node_mem_used`` gauge. Not each node's ``/metrics`` page: that carries every
-    series the node ever exported (Ray Data's per-dataset histograms, Serve's
+    ``ray_node_mem_used`` gauge. Not each node's ``/metrics`` page first: that carries
+    every series the node ever exported (Ray Data's per-dataset histograms, Serve's
     per-replica ones), and on a long-lived cluster it grew to 10 MB, about a second of
-    the agent's CPU per read (seen in CI, read every 5 s by every running stage)."""
+    the agent's CPU per read (seen in CI, read every 5 s by every running stage). A
+    driver that cannot reach the dashboard (one on a worker node of a head whose
+    dashboard listens on 127.0.0.1) reads the nodes' pages instead."""
     import requests
     from ray._private.authentication.http_token_authentication import (
         get_auth_headers_if_auth_enabled,
     )
 
-    answer = requests.get(f"{_dashboard_url()}/nodes?view=summary", timeout=5,
-                          headers=get_auth_headers_if_auth_enabled({}))
-    answer.raise_for_status()
-    return _memory_in_use(answer.json())
+    try:
+        answer = requests.get(f"{_dashboard_url()}/nodes?view=summary", timeout=5,
+                              headers=get_auth_headers_if_auth_enabled({}))
+        answer.raise_for_status()
+        return _memory_in_use(answer.json())
+    except (requests.RequestException, LookupError, ValueError) as exc:
+        log.debug("usage: no node summary from the dashboard (%s); reading the nodes' "
+                  "metrics pages", exc)
+        return _memory_from_metrics()
+
+
+def _memory_from_metrics() -> float:
+    """``ray_node_mem_used`` summed over the live nodes' metrics pages."""
+    import ray
+    import requests
+
+    used = 0.0
+    for node in ray.nodes():
+        if node.get("Alive") and node.get("MetricsExportPort"):
+            text = requests.get(f"http://{node['NodeManagerAddress']}:"
+                                f"{node['MetricsExportPort']}/metrics", timeout=5).text
+            used += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                        if line.startswith("ray_node_mem_used{"))
+    return used
 
 
 def _dashboard_url() -> str:
     """The dashboard of the cluster this driver is connected to, as its GCS records it."""
     from ray._private import ray_constants
-    from ray.experimental.internal_kv import _internal_kv_get
+    from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_initialized
 
+    if not _internal_kv_initialized():
+        raise LookupError("not connected to a Ray cluster")
     address = _internal_kv_get(ray_constants.DASHBOARD_ADDRESS,
                                namespace=ray_constants.KV_NAMESPACE_DASHBOARD)
     if not address:
@@ -223,7 +258,7 @@ def _memory_in_use(summary: dict[str, Any]) -> float:
     used = 0.0
     for node in (summary.get("data") or {}).get("summary") or []:
         mem = node.get("mem") or []
-        if len(mem) >= 4 and (node.get("raylet") or {}).get("state", "ALIVE") == "ALIVE":
+        if len(mem) >= 4 and (node.get("raylet") or {}).get("state") == "ALIVE":
             used += float(mem[3])
     return used
 

@@ -96,6 +96,34 @@ def test_memory_in_use_sums_the_live_nodes_of_the_dashboards_summary():
         {"mem": [8e9, 7e9, 12.5, 1e9], "raylet": {"state": "ALIVE"}},
         {"mem": [8e9, 1e9, 87.5, 7e9], "raylet": {"state": "DEAD"}},
         {"raylet": {"state": "ALIVE"}},  # not reported yet
+        {"mem": [8e9, 4e9, 50.0, 4e9]},  # no raylet state: not known to be alive
     ]}}
     assert usage._memory_in_use(summary) == 7e9
     assert usage._memory_in_use({"data": {"summary": []}}) == 0.0
+
+
+def test_a_stage_without_any_memory_reading_says_so_instead_of_zero(monkeypatch):
+    def no_answer():
+        raise ConnectionError("dashboard and metrics pages unreachable")
+
+    monkeypatch.setattr(usage, "_node_memory", no_answer)
+    monkeypatch.setattr(usage, "_spilled", lambda: None)
+    monkeypatch.setattr(usage, "_held_resources", lambda: [])
+    meter = usage.UsageMeter(interval_s=3600)
+    meter.begin("train")
+    meter.end("train")
+    monkeypatch.setattr(usage, "_node_memory", lambda: 3e9)
+    meter.begin("deploy")
+    meter.end("deploy")
+    out = meter.collect()
+    assert out["train"]["memory_unmeasured"] == 1.0 and out["train"]["peak_memory_bytes"] == 0
+    assert "memory_unmeasured" not in out["deploy"] and out["deploy"]["peak_memory_bytes"] == 3e9
+
+
+def test_without_the_dashboard_memory_comes_from_the_nodes_metrics_pages(monkeypatch):
+    def unreachable():
+        raise LookupError("the cluster runs no dashboard")
+
+    monkeypatch.setattr(usage, "_dashboard_url", unreachable)
+    monkeypatch.setattr(usage, "_memory_from_metrics", lambda: 5e9)
+    assert usage._node_memory() == 5e9
