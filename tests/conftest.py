@@ -89,13 +89,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 _GIVEN: set[int] = set()  # the ports free_port handed out in this process
+#: ports below Linux's ephemeral range (32768-60999): a block of 3,000 per process, by
+#: xdist worker (the controller 14000-16999, gw0 17000-19999, gw1 20000-22999, ...)
+_FIRST, _BLOCK, _EPHEMERAL = 14000, 3000, 32768
+
+
+def _block() -> range | None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) + 1 if worker[:2] == "gw" and worker[2:].isdigit() else 0
+    start = _FIRST + _BLOCK * index
+    return range(start, start + _BLOCK) if start + _BLOCK <= _EPHEMERAL else None
 
 
 def free_port() -> int:
-    """A port free now, and never one this process handed out before. Picked one at a
-    time, the kernel can give the same ephemeral port twice before anything binds it:
-    CI saw `ray start --head` refuse a metrics port that equalled another of its ports."""
-    for _ in range(1000):
+    """A port free now, that no other test process picks and that the kernel never
+    hands out as an ephemeral port, and never one this process handed out before.
+
+    Picked from the kernel one at a time, ports collided before anything bound them: CI
+    saw `ray start --head` refuse a metrics port equal to another of its ports. A port
+    from this process's own block cannot be picked by the other pytest worker, nor by a
+    Ray choosing its own ports at random (those come from the ephemeral range)."""
+    block = _block()
+    candidates = (p for p in block if p not in _GIVEN) if block else iter(())
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))  # as Ray binds some of them
+            except OSError:
+                continue  # taken: by a service of the machine, or left by a test
+        _GIVEN.add(port)
+        return port
+    for _ in range(1000):  # more workers than blocks: the kernel's, never twice
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])

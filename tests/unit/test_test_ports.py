@@ -1,29 +1,73 @@
 """The tests' own port picker (tests/conftest.py): a Ray head started by a test asks for
-seven ports at once, and each must differ."""
+seven ports at once, and each must differ from the others, from the other pytest
+worker's and from the ports Ray picks at random."""
 
 from __future__ import annotations
 
-import socket
+from types import SimpleNamespace
+
+import pytest
 
 from tests import conftest
 
 
-def test_free_port_never_hands_out_a_port_twice_even_when_the_kernel_repeats_one(monkeypatch):
-    offered = iter([41000, 41000, 41000, 41001, 41000, 41002])
+class _Sockets:
+    """A stand-in for socket.socket: ``taken`` ports refuse a bind; port 0 binds to the
+    next of ``kernel``."""
 
-    class Socket:
-        def __enter__(self):
-            return self
+    def __init__(self, taken=(), kernel=()):
+        self.taken, self.kernel = set(taken), iter(kernel)
 
-        def __exit__(self, *exc):
-            return False
+    def socket(self):
+        sockets = self
 
-        def bind(self, address):
-            self.port = next(offered)
+        class Socket:
+            def __enter__(self):
+                return self
 
-        def getsockname(self):
-            return ("127.0.0.1", self.port)
+            def __exit__(self, *exc):
+                return False
 
+            def bind(self, address):
+                port = address[1]
+                if port in sockets.taken:
+                    raise OSError(98, "Address already in use")
+                self.port = port or next(sockets.kernel)
+
+            def getsockname(self):
+                return ("0.0.0.0", self.port)
+
+        return Socket()
+
+
+@pytest.fixture
+def fresh(monkeypatch):
     monkeypatch.setattr(conftest, "_GIVEN", set())
-    monkeypatch.setattr(socket, "socket", Socket)
+
+    def use(sockets, worker):
+        monkeypatch.setattr(conftest, "socket", SimpleNamespace(socket=sockets.socket))
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+    return use
+
+
+def test_each_worker_picks_from_its_own_block_below_the_ephemeral_range(fresh):
+    fresh(_Sockets(taken={17001}), "gw0")
+    assert [conftest.free_port() for _ in range(3)] == [17000, 17002, 17003]
+    fresh(_Sockets(), "gw1")
+    assert conftest.free_port() == 20000
+
+
+
+def test_the_blocks_do_not_overlap_and_stay_below_the_ephemeral_range(monkeypatch):
+    blocks = []
+    for worker in ("", "gw0", "gw1", "gw2", "gw3"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        blocks.append(conftest._block())
+    assert all(b is not None and b.stop <= 32768 for b in blocks)
+    assert len(set().union(*map(set, blocks))) == sum(len(b) for b in blocks)
+
+
+def test_past_the_blocks_the_kernel_port_is_never_handed_out_twice(fresh):
+    fresh(_Sockets(kernel=[41000, 41000, 41000, 41001, 41000, 41002]), "gw9")
+    assert conftest._block() is None
     assert [conftest.free_port() for _ in range(3)] == [41000, 41001, 41002]
