@@ -89,9 +89,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 _GIVEN: set[int] = set()  # the ports free_port handed out in this process
-#: ports below Linux's ephemeral range (32768-60999): a block of 3,000 per process, by
-#: xdist worker (the controller 14000-16999, gw0 17000-19999, gw1 20000-22999, ...)
-_FIRST, _BLOCK, _EPHEMERAL = 14000, 3000, 32768
+#: ports between Ray's worker ports (10002-19999 by default, which every Ray on the
+#: machine binds its workers on) and Linux's ephemeral range (32768-60999): a block of
+#: 3,000 per process, by xdist worker (the controller 20000-22999, gw0 23000-25999, gw1
+#: 26000-28999, gw2 29000-31999)
+_FIRST, _BLOCK, _EPHEMERAL = 20000, 3000, 32768
 
 
 def _block() -> range | None:
