@@ -208,19 +208,26 @@ def _node_memory() -> float:
     driver that cannot reach the dashboard (one on a worker node of a head whose
     dashboard listens on 127.0.0.1) reads the nodes' pages instead."""
     import requests
-    from ray._private.authentication.http_token_authentication import (
-        get_auth_headers_if_auth_enabled,
-    )
 
     try:
-        answer = requests.get(f"{_dashboard_url()}/nodes?view=summary", timeout=5,
-                              headers=get_auth_headers_if_auth_enabled({}))
-        answer.raise_for_status()
-        return _memory_in_use(answer.json())
+        return _memory_from_summary()
     except (requests.RequestException, LookupError, ValueError) as exc:
         log.debug("usage: no node summary from the dashboard (%s); reading the nodes' "
                   "metrics pages", exc)
         return _memory_from_metrics()
+
+
+def _memory_from_summary() -> float:
+    """Memory in use on the live nodes, from the dashboard's ``/nodes?view=summary``."""
+    import requests
+    from ray._private.authentication.http_token_authentication import (
+        get_auth_headers_if_auth_enabled,
+    )
+
+    answer = requests.get(f"{_dashboard_url()}/nodes?view=summary", timeout=5,
+                          headers=get_auth_headers_if_auth_enabled({}))
+    answer.raise_for_status()
+    return _memory_in_use(answer.json())
 
 
 def _memory_from_metrics() -> float:

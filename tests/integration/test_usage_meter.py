@@ -7,31 +7,16 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 
 pytestmark = pytest.mark.integration
 
 
-def _gauge() -> float:
-    """ray_node_mem_used summed over the live nodes' metrics pages."""
-    import ray
-
-    total = 0.0
-    for node in ray.nodes():
-        if node.get("Alive") and node.get("MetricsExportPort"):
-            text = requests.get(f"http://{node['NodeManagerAddress']}:"
-                                f"{node['MetricsExportPort']}/metrics", timeout=30).text
-            total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                         if line.startswith("ray_node_mem_used{"))
-    return total
-
-
 def test_node_memory_is_what_ray_exports_as_node_mem_used(ray_session):
-    from raymlops._internal.usage import _node_memory
+    from raymlops._internal.usage import _memory_from_metrics, _memory_from_summary
 
     deadline, seen = time.monotonic() + 60, []
     while time.monotonic() < deadline:
-        ours, gauge = _node_memory(), _gauge()
+        ours, gauge = _memory_from_summary(), _memory_from_metrics()  # the gauge
         seen.append((ours, gauge))
         # both come from the node reporter's same reading (every 5 s); a report landing
         # between the two reads moves one of them, so some pair of reads must agree
