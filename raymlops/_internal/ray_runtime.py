@@ -114,6 +114,15 @@ def state_address() -> str | None:
     return ray.get_runtime_context().gcs_address if ray.is_initialized() else None
 
 
+def node_metrics_endpoints() -> list[str]:
+    """Each live Ray node's Prometheus endpoint (its agent serves every process's
+    metrics on that node)."""
+    import ray
+
+    return [f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+            for node in ray.nodes() if node.get("Alive") and node.get("MetricsExportPort")]
+
+
 def init_ray(address: str | None, *, ingress: str = "proxy", namespace: str | None = None
              ) -> bool:
     """Start or join Ray; returns True when this call connected (and so should disconnect

@@ -232,16 +232,15 @@ def _memory_from_summary() -> float:
 
 def _memory_from_metrics() -> float:
     """``ray_node_mem_used`` summed over the live nodes' metrics pages."""
-    import ray
     import requests
 
+    from raymlops._internal.ray_runtime import node_metrics_endpoints
+
     used = 0.0
-    for node in ray.nodes():
-        if node.get("Alive") and node.get("MetricsExportPort"):
-            text = requests.get(f"http://{node['NodeManagerAddress']}:"
-                                f"{node['MetricsExportPort']}/metrics", timeout=5).text
-            used += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                        if line.startswith("ray_node_mem_used{"))
+    for url in node_metrics_endpoints():
+        text = requests.get(url, timeout=5).text
+        used += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith("ray_node_mem_used{"))
     return used
 
 

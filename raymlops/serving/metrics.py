@@ -122,10 +122,9 @@ class ServingMetrics:
 
 def endpoints() -> list[str]:
     """Each live Ray node's metrics endpoint (every replica on a node is served there)."""
-    import ray
+    from raymlops._internal.ray_runtime import node_metrics_endpoints
 
-    return [f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
-            for node in ray.nodes() if node.get("Alive") and node.get("MetricsExportPort")]
+    return node_metrics_endpoints()
 
 
 def ours(exposition: str) -> str:
